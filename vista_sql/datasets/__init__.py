@@ -1,0 +1,1 @@
+"""Datasets vista_sql generates or assembles for demos, tests and benchmarks."""

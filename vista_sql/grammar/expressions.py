@@ -1,0 +1,92 @@
+"""The syntax tree of vista_sql's statements: sqlglot expressions beside sqlglot's own.
+
+Sources, keys, columns and values reuse sqlglot's nodes (``exp.Table`` for an identifier source,
+``exp.Literal`` for a path, ``exp.Identifier``, ``exp.Column``, ``exp.EQ``, ``exp.Tuple``), so their
+positions (``meta`` line/col/start/end) are kept and semantic errors can point at the text.
+"""
+
+from __future__ import annotations
+
+from sqlglot import exp
+
+
+class TransferFeatures(exp.Expression):
+    """TRANSFER FEATURES OF <image source> FROM CNN ... JOIN ... TRAIN ... LABEL ...
+
+    Args:
+        this: the image source, ``exp.Table`` (an identifier) or a string ``exp.Literal`` (a path).
+        column: ``exp.Identifier``, the image column given in parentheses.
+        alias: ``exp.TableAlias`` of the image source.
+        cnn: ``exp.Identifier``, the CNN name.
+        weights: ``Weights``.
+        layers: list of ``exp.Identifier`` (LAYERS (...)).
+        top: integer ``exp.Literal`` (LAYERS TOP k); exactly one of layers / top is set.
+        join: the structured source, ``exp.Table`` or string ``exp.Literal``.
+        join_alias: ``exp.TableAlias`` of the structured source.
+        on: ``exp.EQ`` of two ``exp.Column`` (ON a.key = b.key).
+        using: list of ``exp.Identifier`` (USING (key)).
+        features: list of ``exp.Identifier`` (FEATURES (...)).
+        model: ``exp.Identifier``, the downstream model (LOGREG, ...).
+        params: list of ``exp.EQ(this=exp.Identifier, expression=value or exp.Tuple of values)``.
+        label: ``exp.Identifier``.
+        validate: numeric ``exp.Literal``; validate_seed: integer ``exp.Literal``.
+        options: list of ``exp.EQ(this=exp.Identifier, expression=value)`` (WITH (...)).
+        into: string ``exp.Literal``.
+    """
+
+    arg_types = {
+        "this": True,
+        "column": False,
+        "alias": False,
+        "cnn": True,
+        "weights": False,
+        "layers": False,
+        "top": False,
+        "join": True,
+        "join_alias": False,
+        "on": False,
+        "using": False,
+        "features": False,
+        "model": True,
+        "params": False,
+        "label": True,
+        "validate": False,
+        "validate_seed": False,
+        "options": False,
+        "into": False,
+    }
+
+
+class Weights(exp.Expression):
+    """WEIGHTS IMAGENET | WEIGHTS RANDOM [SEED n] | WEIGHTS '<file>'.
+
+    Args:
+        this: ``exp.Var`` IMAGENET or RANDOM, or a string ``exp.Literal`` (a file).
+        seed: integer ``exp.Literal`` (RANDOM only).
+    """
+
+    arg_types = {"this": True, "seed": False}
+
+
+class VistaExplain(exp.Expression):
+    """EXPLAIN [LOGICAL | COST | VERBOSE | ANALYZE] [FORMAT TEXT | FORMAT JSON] <statement>.
+
+    Args:
+        this: the explained statement (``TransferFeatures``).
+        mode: ``exp.Var`` LOGICAL, COST, VERBOSE or ANALYZE; absent for plain EXPLAIN.
+        format: ``exp.Var`` TEXT or JSON; absent means TEXT.
+    """
+
+    arg_types = {"this": True, "mode": False, "format": False}
+
+
+class DescribeCnn(exp.Expression):
+    """DESCRIBE CNN <name>. ``this`` is an ``exp.Identifier``."""
+
+    arg_types = {"this": True}
+
+
+class ShowCnns(exp.Expression):
+    """SHOW CNNS."""
+
+    arg_types: dict[str, bool] = {}

@@ -1,0 +1,1 @@
+"""sqlglot expression -> checked statement -> logical plan -> rewritten alternatives."""

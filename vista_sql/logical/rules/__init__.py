@@ -1,0 +1,1 @@
+"""Rewrite rules, one per module: small pure functions Plan -> Plan."""

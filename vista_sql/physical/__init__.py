@@ -1,0 +1,1 @@
+"""The chosen plan -> Spark DataFrame operations, run, and the results."""

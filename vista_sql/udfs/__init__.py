@@ -1,0 +1,1 @@
+"""What runs inside Spark workers: the CNN roster in Keras, image decoding, partial inference."""
