@@ -111,7 +111,7 @@ class Plan:
         ):
             return self
         queue = iter(children)
-        updates = {}
+        updates: dict[str, object] = {}
         for f in fields(self):  # type: ignore[arg-type]
             value = getattr(self, f.name)
             if isinstance(value, Plan):

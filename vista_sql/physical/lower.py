@@ -1,0 +1,139 @@
+"""Lowering the chosen plan to Spark DataFrames, one node at a time, shared nodes once.
+
+Each plan node becomes a DataFrame; a node that several branches share is lowered once, so the
+branches hold the same DataFrame (and, under a Persist node, the same cached data). Decode is fused
+into the Infer that reads the images: decoding happens in the same Python worker as inference.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from vista_sql.logical.plan import (
+    Assemble,
+    Decode,
+    ImageScan,
+    Infer,
+    Join,
+    LayerOut,
+    Persist,
+    Plan,
+    TableScan,
+)
+from vista_sql.physical.prepare import STRUCT
+from vista_sql.physical.sources import IMAGE, KEY
+from vista_sql.physical.train import FEATURES, LABEL
+
+if TYPE_CHECKING:
+    from pyspark.sql import DataFrame
+
+ERROR = "_error"
+"""The column udfs' inference fills with a decode error (null when the image was fine)."""
+
+STORAGE_LEVELS = {
+    "deserialized": "MEMORY_AND_DISK_DESER",
+    "serialized": "MEMORY_AND_DISK",
+    "disk": "DISK_ONLY",
+}
+"""Persist levels of the plan -> Spark storage levels. Spark's DataFrame cache is columnar; its
+default MEMORY_AND_DISK keeps compressed serialized column batches, _DESER keeps them as objects."""
+
+
+@dataclass(frozen=True)
+class LoweringSettings:
+    """Physical settings the lowering needs that the plan nodes do not carry."""
+
+    partitions: int
+    batch_size: int
+    threads: int | None = None
+
+
+@dataclass
+class Lowering:
+    """Memoised node -> DataFrame translation for one run."""
+
+    images: DataFrame
+    table: DataFrame
+    settings: LoweringSettings
+    frames: dict[int, DataFrame] = field(default_factory=dict)
+
+    def frame(self, node: Plan) -> DataFrame:
+        key = id(node)
+        if key not in self.frames:
+            self.frames[key] = self._lower(node)
+        return self.frames[key]
+
+    def _lower(self, node: Plan) -> DataFrame:
+        match node:
+            case ImageScan():
+                return self.images.repartition(self.settings.partitions, KEY)
+            case TableScan():
+                return self.table
+            case Decode(child=child):
+                return self.frame(child)
+            case Infer():
+                return self._infer(node)
+            case Join(left=left, right=right, strategy=strategy):
+                from pyspark.sql import functions as F
+
+                right_frame = self.frame(right)
+                if strategy == "broadcast":
+                    right_frame = F.broadcast(right_frame)
+                elif strategy == "shuffle":
+                    right_frame = right_frame.hint("shuffle_hash")
+                return self.frame(left).join(right_frame, KEY, "inner")
+            case Persist(child=child, level=level):
+                from pyspark import StorageLevel
+
+                name = STORAGE_LEVELS[level or "serialized"]
+                return self.frame(child).persist(getattr(StorageLevel, name))
+            case Assemble(child=child, layer=layer):
+                return self._assemble(self.frame(child), layer)
+        raise NotImplementedError(f"cannot lower {node.describe()}: not a physical operator")
+
+    def _infer(self, node: Infer) -> DataFrame:
+        from vista_sql.udfs.columns import output_column
+        from vista_sql.udfs.inference import InferenceSpec
+        from vista_sql.udfs.spark_infer import infer
+
+        child = self.frame(node.child)
+        if node.start is None:
+            input_column = IMAGE
+        else:
+            input_column = output_column(LayerOut(node.start, "resume"))
+            if ERROR in child.columns:  # a bad image has no tensor to resume from
+                from pyspark.sql import functions as F
+
+                child = child.filter(F.col(ERROR).isNull()).drop(ERROR)
+        passthrough = [c for c in child.columns if c != input_column]
+        spec = InferenceSpec(
+            cnn=node.cnn,
+            weights=node.weights,
+            start=node.start,
+            outputs=node.outputs,
+            pooling=node.pooling,
+        )
+        return infer(
+            child,
+            spec,
+            input_column=input_column,
+            passthrough=passthrough,
+            batch_size=node.batch_size or self.settings.batch_size,
+            threads=self.settings.threads,
+        )
+
+    def _assemble(self, frame: DataFrame, layer: str) -> DataFrame:
+        """(KEY, LABEL, FEATURES = [structured, CNN layer], ERROR when images may be bad).
+
+        FEATURES is null on a row whose image failed to decode; the runner reports those rows.
+        """
+        from pyspark.ml.functions import array_to_vector
+        from pyspark.sql import functions as F
+
+        from vista_sql.udfs.columns import output_column
+
+        cnn = F.col(output_column(LayerOut(layer, "features"))).cast("array<double>")
+        features = array_to_vector(F.concat(F.col(STRUCT), cnn)).alias(FEATURES)
+        errors = [ERROR] if ERROR in frame.columns else []
+        return frame.select(KEY, LABEL, features, *errors)

@@ -1,0 +1,129 @@
+"""The SparkSession vista_sql creates and configures, or the user's own.
+
+vista_sql owns at most one session per process. Settings that only take effect when the JVM starts
+(heap size, task slots) cannot be changed on a running session: when a statement's chosen
+configuration differs in those, the owned session is stopped and a new one started. A session the
+user passes in is never reconfigured; the chosen settings are reported as advice instead.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
+
+log = logging.getLogger(__name__)
+
+STATIC_KEYS = frozenset(
+    {
+        "spark.master",
+        "spark.driver.memory",
+        "spark.executor.memory",
+        "spark.executor.cores",
+        "spark.executor.instances",
+        "spark.cores.max",
+        "spark.memory.fraction",
+        "spark.memory.storageFraction",
+        "spark.memory.offHeap.enabled",
+        "spark.memory.offHeap.size",
+        "spark.executor.memoryOverhead",
+        "spark.executor.pyspark.memory",
+        "spark.python.worker.reuse",
+        "spark.task.cpus",
+        "spark.driver.maxResultSize",
+    }
+)
+"""Settings read when the JVM or an executor starts; changing them needs a new session."""
+
+BASE_CONF: dict[str, str] = {
+    "spark.ui.enabled": "false",
+    "spark.ui.showConsoleProgress": "false",
+    "spark.driver.host": "127.0.0.1",
+    "spark.driver.bindAddress": "127.0.0.1",
+    "spark.sql.execution.arrow.pyspark.enabled": "true",
+    "spark.python.worker.reuse": "true",
+    "spark.sql.adaptive.enabled": "true",
+    "spark.sql.warehouse.dir": os.path.join(os.getcwd(), "spark-warehouse"),
+}
+"""What every session vista_sql starts has, whatever the optimizer chose."""
+
+_owned: SparkSession | None = None
+_owned_conf: dict[str, str] = {}
+
+
+def worker_environment() -> None:
+    """Make Spark's Python workers run this interpreter (the venv's), quietly, on loopback."""
+    os.environ["PYSPARK_PYTHON"] = sys.executable
+    os.environ["PYSPARK_DRIVER_PYTHON"] = sys.executable
+    os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    os.environ.setdefault("PYARROW_IGNORE_TIMEZONE", "1")
+
+
+def owned_session(conf: Mapping[str, str], master: str | None = None) -> SparkSession:
+    """vista_sql's own session with ``conf`` applied, restarting it if a static setting changed."""
+    global _owned, _owned_conf
+    from pyspark.sql import SparkSession
+
+    wanted = {**BASE_CONF, **conf}
+    if master is not None:
+        wanted["spark.master"] = master
+    wanted.setdefault("spark.master", "local[*]")
+    wanted["spark.pyspark.python"] = sys.executable
+    static = {k: v for k, v in wanted.items() if k in STATIC_KEYS}
+    if _owned is not None and _alive(_owned):
+        if {k: v for k, v in _owned_conf.items() if k in STATIC_KEYS} == static:
+            for key, value in wanted.items():
+                if key not in STATIC_KEYS and _owned_conf.get(key) != value:
+                    _set_runtime(_owned, key, value)
+            _owned_conf = wanted
+            return _owned
+        log.info("restarting vista_sql's Spark session for new static settings")
+        _owned.stop()
+        _owned = None
+    worker_environment()
+    builder = SparkSession.builder.appName("vista_sql")
+    for key, value in wanted.items():
+        builder = builder.config(key, value)
+    session = builder.getOrCreate()
+    session.sparkContext.setLogLevel("ERROR")
+    _owned, _owned_conf = session, wanted
+    return session
+
+
+def _set_runtime(session: SparkSession, key: str, value: str) -> None:
+    """Set a runtime SQL setting; core settings of a running context are left as they are."""
+    try:
+        session.conf.set(key, value)
+    except Exception:  # Spark refuses to modify non-SQL settings at runtime: they keep their value
+        log.debug("setting %s cannot change on a running session", key)
+
+
+def _alive(session: SparkSession) -> bool:
+    context = session.sparkContext
+    return getattr(context, "_jsc", None) is not None
+
+
+def stop_owned_session() -> None:
+    """Stop vista_sql's own session (tests and the command line call this at exit)."""
+    global _owned, _owned_conf
+    if _owned is not None:
+        _owned.stop()
+    _owned, _owned_conf = None, {}
+
+
+def advice(session: SparkSession, conf: Mapping[str, str]) -> list[str]:
+    """The chosen settings the user's own session does not have, as lines of advice."""
+    lines = []
+    for key, value in sorted(conf.items()):
+        current = session.sparkContext.getConf().get(key)
+        if current != value:
+            lines.append(
+                f"{key}={value} (session has {current if current is not None else 'unset'})"
+            )
+    return lines

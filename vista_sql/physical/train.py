@@ -1,0 +1,157 @@
+"""Downstream training per layer with Spark MLlib, and its metrics on the held-out split.
+
+The split (and the folds of a grid search) come from a hash of the key and the seed, not from
+``randomSplit``: a row lands on the same side whatever the plan, the partitioning or the row order,
+so every plan alternative trains on the same rows and reports the same metrics.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from vista_sql.logical.plan import ModelSpec, Value
+from vista_sql.physical.sources import KEY
+
+if TYPE_CHECKING:
+    from pyspark.ml import Model
+    from pyspark.sql import Column, DataFrame
+
+LABEL = "_vista_label"
+FEATURES = "_vista_features"
+FOLD = "_vista_fold"
+HASH_BUCKETS = 1_000_000
+
+ESTIMATORS: dict[str, str] = {
+    "logreg": "LogisticRegression",
+    "linear_svc": "LinearSVC",
+    "decision_tree": "DecisionTreeClassifier",
+    "random_forest": "RandomForestClassifier",
+    "gbt": "GBTClassifier",
+    "mlp": "MultilayerPerceptronClassifier",
+}
+"""TRAIN names -> pyspark.ml.classification classes."""
+
+BINARY_ONLY = frozenset({"linear_svc", "gbt"})
+
+
+@dataclass(frozen=True)
+class Trained:
+    """One layer's fitted model and its metrics on the validation split."""
+
+    model: Model
+    metrics: dict[str, float]
+    train_seconds: float
+    train_rows: int
+    validation_rows: int
+    best_params: dict[str, Value]
+
+
+def split_bucket(seed: int) -> Column:
+    """A per-row number in [0, 1) from the key and the seed: the validation split's coin."""
+    from pyspark.sql import functions as F
+
+    return F.pmod(F.xxhash64(F.col(KEY), F.lit(seed)), F.lit(HASH_BUCKETS)) / HASH_BUCKETS
+
+
+def camel(name: str) -> str:
+    """MLlib's parameter name for a snake_case one: max_iter -> maxIter."""
+    head, *rest = name.split("_")
+    return head + "".join(part.capitalize() for part in rest)
+
+
+def estimator(spec: ModelSpec, n_features: int, n_classes: int, seed: int) -> Any:
+    """The MLlib estimator of ``spec`` with its fixed parameters set."""
+    import pyspark.ml.classification as classification
+
+    cls = getattr(classification, ESTIMATORS[spec.name])
+    params: dict[str, Any] = {camel(k): v for k, v in spec.params if k != "layers"}
+    if spec.name == "mlp":
+        hidden = dict(spec.params).get("layers", ())
+        sizes = [int(x) for x in (hidden if isinstance(hidden, tuple) else (hidden,))]
+        params["layers"] = [n_features, *sizes, n_classes]
+    instance = cls(featuresCol=FEATURES, labelCol=LABEL)
+    if instance.hasParam("seed"):
+        params.setdefault("seed", seed)
+    return instance.setParams(**params) if params else instance
+
+
+def _evaluators(n_classes: int) -> dict[str, Any]:
+    from pyspark.ml.evaluation import (
+        BinaryClassificationEvaluator,
+        MulticlassClassificationEvaluator,
+    )
+
+    def multi(metric: Any, **extra: Any) -> Any:
+        return MulticlassClassificationEvaluator(labelCol=LABEL, metricName=metric, **extra)
+
+    evaluators = {"accuracy": multi("accuracy")}
+    if n_classes == 2:
+        evaluators["f1"] = multi("fMeasureByLabel", metricLabel=1.0)
+        evaluators["auc"] = BinaryClassificationEvaluator(
+            labelCol=LABEL, rawPredictionCol="rawPrediction", metricName="areaUnderROC"
+        )
+    else:
+        evaluators["f1"] = multi("f1")
+    return evaluators
+
+
+def train(
+    table: DataFrame,
+    spec: ModelSpec,
+    *,
+    n_features: int,
+    n_classes: int,
+    validate: float,
+    seed: int,
+) -> Trained:
+    """Fit ``spec`` on the training rows of ``table`` (KEY, LABEL, FEATURES); score the rest."""
+    from pyspark.ml.tuning import CrossValidator, ParamGridBuilder
+    from pyspark.sql import functions as F
+
+    bucket = split_bucket(seed)
+    training = table.filter(bucket >= validate)
+    validation = table.filter(bucket < validate)
+    base = estimator(spec, n_features, n_classes, seed)
+    evaluators = _evaluators(n_classes)
+    started = time.perf_counter()
+    best_params: dict[str, Value] = dict(spec.params)
+    if spec.grid:
+        grid = ParamGridBuilder()
+        for name, values in spec.grid:
+            grid = grid.addGrid(base.getParam(camel(name)), list(values))
+        folds = F.pmod(F.xxhash64(F.col(KEY), F.lit(seed + 1)), F.lit(spec.folds))
+        search = CrossValidator(
+            estimator=base,
+            estimatorParamMaps=grid.build(),
+            evaluator=evaluators["auc" if n_classes == 2 else "f1"],
+            numFolds=spec.folds,
+            foldCol=FOLD,
+            seed=seed,
+        )
+        fitted = search.fit(training.withColumn(FOLD, folds.cast("int")))
+        model = fitted.bestModel
+        best = fitted.getEstimatorParamMaps()[_argbest(fitted.avgMetrics)]
+        best_params.update({param.name: value for param, value in best.items()})
+    else:
+        model = base.fit(training)
+    seconds = time.perf_counter() - started
+    predictions = model.transform(validation).cache()
+    try:
+        metrics = {name: float(e.evaluate(predictions)) for name, e in evaluators.items()}
+        validation_rows = predictions.count()
+    finally:
+        predictions.unpersist()
+    return Trained(
+        model=model,
+        metrics=metrics,
+        train_seconds=seconds,
+        train_rows=training.count(),
+        validation_rows=validation_rows,
+        best_params=best_params,
+    )
+
+
+def _argbest(values: list[float]) -> int:
+    return max(range(len(values)), key=lambda i: (values[i], -i))
