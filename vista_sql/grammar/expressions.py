@@ -7,6 +7,8 @@ positions (``meta`` line/col/start/end) are kept and semantic errors can point a
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 from sqlglot import exp
 
 
@@ -34,7 +36,7 @@ class TransferFeatures(exp.Expression):
         into: string ``exp.Literal``.
     """
 
-    arg_types = {
+    arg_types: ClassVar[dict[str, bool]] = {
         "this": True,
         "column": False,
         "alias": False,
@@ -65,7 +67,7 @@ class Weights(exp.Expression):
         seed: integer ``exp.Literal`` (RANDOM only).
     """
 
-    arg_types = {"this": True, "seed": False}
+    arg_types: ClassVar[dict[str, bool]] = {"this": True, "seed": False}
 
 
 class VistaExplain(exp.Expression):
@@ -77,16 +79,16 @@ class VistaExplain(exp.Expression):
         format: ``exp.Var`` TEXT or JSON; absent means TEXT.
     """
 
-    arg_types = {"this": True, "mode": False, "format": False}
+    arg_types: ClassVar[dict[str, bool]] = {"this": True, "mode": False, "format": False}
 
 
 class DescribeCnn(exp.Expression):
     """DESCRIBE CNN <name>. ``this`` is an ``exp.Identifier``."""
 
-    arg_types = {"this": True}
+    arg_types: ClassVar[dict[str, bool]] = {"this": True}
 
 
 class ShowCnns(exp.Expression):
     """SHOW CNNS."""
 
-    arg_types: dict[str, bool] = {}
+    arg_types: ClassVar[dict[str, bool]] = {}
