@@ -133,7 +133,8 @@ def train(
         fitted = search.fit(training.withColumn(FOLD, folds.cast("int")))
         model = fitted.bestModel
         best = fitted.getEstimatorParamMaps()[_argbest(fitted.avgMetrics)]
-        best_params.update({param.name: value for param, value in best.items()})
+        chosen = {param.name: value for param, value in best.items()}
+        best_params.update({name: chosen[camel(name)] for name, _ in spec.grid})
     else:
         model = base.fit(training)
     seconds = time.perf_counter() - started

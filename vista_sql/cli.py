@@ -1,0 +1,163 @@
+"""The ``vista-sql`` command line: run, explain, demo, dataset (SPEC.md, Command line)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+
+from sqlglot.errors import ParseError
+
+from vista_sql.errors import VistaError
+
+DEMO_LAYERS = ("conv5", "fc6", "fc7", "fc8")
+
+
+def _statement_text(args: argparse.Namespace) -> str:
+    if args.execute is not None:
+        return str(args.execute)
+    if args.file is None:
+        raise VistaError('give a statement file or -e "SQL"')
+    try:
+        with open(args.file) as handle:
+            return handle.read()
+    except OSError as error:
+        raise VistaError(f"cannot read {args.file}: {error.strerror}") from error
+
+
+def _tables(pairs: Sequence[str]) -> dict[str, str]:
+    tables = {}
+    for pair in pairs:
+        name, sep, path = pair.partition("=")
+        if not sep or not name or not path:
+            raise VistaError(f"--table expects NAME=PATH, got {pair!r}")
+        tables[name] = path
+    return tables
+
+
+def _add_statement_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("file", nargs="?", help="a file of ;-separated statements")
+    parser.add_argument("-e", "--execute", metavar="SQL", help="the statement text")
+    parser.add_argument(
+        "--table", action="append", default=[], metavar="NAME=PATH", help="a named source"
+    )
+    parser.add_argument("--master", help="Spark master URL (default: local mode)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="vista-sql", description="Feature transfer from deep CNNs on Spark, optimized."
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    run = commands.add_parser("run", help="run statements and print the per-layer results")
+    _add_statement_arguments(run)
+    run.add_argument("--into", help="write features, models and report to this directory")
+    run.add_argument("--no-progress", action="store_true", help="no progress display")
+    explain = commands.add_parser("explain", help="print the plan of a statement")
+    _add_statement_arguments(explain)
+    demo = commands.add_parser("demo", help="make a small Foods-like dataset and run a transfer")
+    demo.add_argument("--rows", type=int, default=400)
+    demo.add_argument("--cnn", default="alexnet")
+    demo.add_argument("--out", help="dataset directory (default: a temporary one)")
+    demo.add_argument("--no-progress", action="store_true")
+    dataset = commands.add_parser("dataset", help="write a dataset")
+    dataset.add_argument("name", choices=["foods"])
+    dataset.add_argument("--rows", type=int, required=True)
+    dataset.add_argument("--out", required=True)
+    dataset.add_argument("--seed", type=int, default=0)
+    dataset.add_argument("--image-size", type=int, default=227)
+    dataset.add_argument("--overwrite", action="store_true")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "dataset":
+            return _dataset(args)
+        if args.command == "explain":
+            import vista_sql
+
+            print(vista_sql.explain(_statement_text(args), tables=_tables(args.table)))
+            return 0
+        if args.command == "run":
+            return _run(args)
+        return _demo(args)
+    except (VistaError, ParseError) as error:
+        print(f"vista-sql: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("vista-sql: interrupted", file=sys.stderr)
+        return 130
+
+
+def _run(args: argparse.Namespace) -> int:
+    from vista_sql.api import execute_all
+
+    results = execute_all(
+        _statement_text(args),
+        tables=_tables(args.table),
+        master=args.master,
+        into=args.into,
+        progress=not args.no_progress,
+    )
+    for result in results:
+        print(result if isinstance(result, str) else result.table())
+        print()
+    return 0
+
+
+def _dataset(args: argparse.Namespace) -> int:
+    from vista_sql.datasets.foods import make_foods
+
+    started = time.perf_counter()
+    made = make_foods(
+        args.out,
+        rows=args.rows,
+        seed=args.seed,
+        image_size=args.image_size,
+        overwrite=args.overwrite,
+    )
+    print(
+        f"wrote {made.rows} rows to {made.table} and {made.images} in {time.perf_counter() - started:.1f} s"
+    )
+    return 0
+
+
+def demo_statement(images: str, table: str, cnn: str) -> str:
+    """The demo's statement: the VISTA paper's workload on a small Foods-like dataset."""
+    layers = ", ".join(DEMO_LAYERS) if cnn == "alexnet" else "TOP 3"
+    layers_clause = f"LAYERS ({layers})" if cnn == "alexnet" else f"LAYERS {layers}"
+    return (
+        f"TRANSFER FEATURES OF '{images}' AS i\n"
+        f"  FROM CNN {cnn} WEIGHTS RANDOM SEED 7\n"
+        f"  {layers_clause}\n"
+        f"  JOIN '{table}' AS f ON i.id = f.id\n"
+        "  TRAIN LOGREG (max_iter = 10, reg_param = 0.1)\n"
+        "  LABEL healthy\n"
+        "  VALIDATE 0.2 SEED 2019"
+    )
+
+
+def _demo(args: argparse.Namespace) -> int:
+    import vista_sql
+    from vista_sql.datasets.foods import make_foods
+
+    out = args.out or os.path.join(tempfile.mkdtemp(prefix="vista-demo-"), "foods")
+    print(f"making a Foods-like dataset of {args.rows} rows in {out} ...")
+    made = make_foods(out, rows=args.rows, seed=0, image_size=227, overwrite=bool(args.out))
+    sql = demo_statement(str(made.images), str(made.table), args.cnn)
+    print(f"\n{sql};\n")
+    started = time.perf_counter()
+    result = vista_sql.execute(sql, progress=not args.no_progress)
+    print(result.table())
+    print(f"\nbest layer: {result.best['layer']}   ({time.perf_counter() - started:.1f} s)\n")
+    print(result.explain())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
