@@ -121,9 +121,8 @@ def _dataset(args: argparse.Namespace) -> int:
         image_size=args.image_size,
         overwrite=args.overwrite,
     )
-    print(
-        f"wrote {made.rows} rows to {made.table} and {made.images} in {time.perf_counter() - started:.1f} s"
-    )
+    seconds = time.perf_counter() - started
+    print(f"wrote {made.rows} rows to {made.table} and {made.images} in {seconds:.1f} s")
     return 0
 
 

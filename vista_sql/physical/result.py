@@ -62,7 +62,7 @@ class TransferResult:
                     "validation_rows": run.trained.validation_rows,
                 }
             )
-            if run.trained.best_params and dict(self.query.model.grid):
+            if run.trained.best_params and self.query.model.grid:
                 row["best_params"] = json.dumps(run.trained.best_params, sort_keys=True)
             rows.append(row)
         return rows
@@ -78,7 +78,7 @@ class TransferResult:
 
     @property
     def best(self) -> pd.Series:
-        """The row of the layer with the best validation accuracy (then F1, then the higher layer)."""
+        """The row of the layer with the best validation accuracy (then F1, then the upper layer)."""
         frame = self.to_pandas()
         order = sorted(
             range(len(frame)),
@@ -163,7 +163,8 @@ def write_layer(staging: str, run: LayerRun, table: Any, labels: tuple[Any, ...]
         F.element_at(originals, F.col(LABEL).cast("int") + 1).alias("label"),
         F.col(FEATURES).alias("features"),
     ).write.parquet(os.path.join(directory, "features.parquet"))
-    run.trained.model.save(os.path.join(directory, "model"))
+    model: Any = run.trained.model
+    model.save(os.path.join(directory, "model"))
 
 
 def write_report(staging: str, result: TransferResult) -> None:
