@@ -78,7 +78,7 @@ class TransferResult:
 
     @property
     def best(self) -> pd.Series:
-        """The row of the layer with the best validation accuracy (then F1, then the upper layer)."""
+        """The row of the layer with the best validation accuracy (then F1, then the top layer)."""
         frame = self.to_pandas()
         order = sorted(
             range(len(frame)),
