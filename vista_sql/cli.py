@@ -122,7 +122,7 @@ def _dataset(args: argparse.Namespace) -> int:
         overwrite=args.overwrite,
     )
     seconds = time.perf_counter() - started
-    print(f"wrote {made.rows} rows to {made.table} and {made.images} in {seconds:.1f} s")
+    print(f"wrote {made.rows} rows to {made.table_path} and {made.images_dir} in {seconds:.1f} s")
     return 0
 
 
@@ -148,7 +148,7 @@ def _demo(args: argparse.Namespace) -> int:
     out = args.out or os.path.join(tempfile.mkdtemp(prefix="vista-demo-"), "foods")
     print(f"making a Foods-like dataset of {args.rows} rows in {out} ...")
     made = make_foods(out, rows=args.rows, seed=0, image_size=227, overwrite=bool(args.out))
-    sql = demo_statement(str(made.images), str(made.table), args.cnn)
+    sql = demo_statement(str(made.images_dir), str(made.table_path), args.cnn)
     print(f"\n{sql};\n")
     started = time.perf_counter()
     result = vista_sql.execute(sql, progress=not args.no_progress)
