@@ -41,6 +41,7 @@ from canonical text equals the tree parsed from the original.
 
 from __future__ import annotations
 
+import re
 from typing import Any, ClassVar
 
 from sqlglot import exp
@@ -121,9 +122,9 @@ def parse_one(sql: str) -> exp.Expr:
     if len(trees) > 1:
         second = origin(trees[1])
         start = second.start if second else 0
-        raise syntax_error(
-            f"Expected exactly one statement, found {len(trees)}", sql, start, start
-        ) from None
+        first_word = re.match(r"\S+", sql[start:])
+        end = start + (first_word.end() - 1 if first_word else 0)
+        raise syntax_error(f"Expected exactly one statement, found {len(trees)}", sql, start, end)
     return trees[0]
 
 
@@ -139,7 +140,9 @@ def _unreadable(sql: str, tokenizer: Any, error: TokenError) -> VistaSyntaxError
     """The tokenizer's error, pointing where the unreadable token starts."""
     cause = str(error.__cause__ or error)
     start = getattr(getattr(tokenizer, "_core", None), "_start", 0)
-    if cause.startswith("Missing "):
+    if sql.startswith("/*", start):
+        description = "Expected */ to close the comment that starts here"
+    elif cause.startswith("Missing "):
         delimiter = cause.split()[1]
         description = f"Expected a closing {delimiter} for the text that starts here"
     else:

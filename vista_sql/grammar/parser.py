@@ -78,15 +78,18 @@ class VistaParser(SparkParser):
     # ---------------------------------------------------------------- statements
 
     def _parse_statement(self) -> exp.Expr | None:
-        if not self._curr or self._curr.token_type == TokenType.SEMICOLON:
-            # An empty statement, or the `;` sqlglot keeps alone to carry a trailing comment.
+        if not self._curr:
+            return None
+        if self._curr.token_type == TokenType.SEMICOLON:
+            # The `;` that sqlglot keeps alone to carry the comments that follow it.
+            self._advance()
             return None
         if self._lines_of is not self.sql:
             self._line_starts = [0, *(m.end() for m in re.finditer("\n", self.sql))]
             self._lines_of = self.sql
         statement = self._statement()
         if self._curr:
-            self._fail(self._leftover_expectation(statement))
+            self._fail(self._leftover_expectation(statement), order_hint=True)
         return statement
 
     def _statement(self) -> exp.Expr:
@@ -200,7 +203,7 @@ class VistaParser(SparkParser):
         if first and first.token_type in _STRING_TOKENS:
             return self._string(what)
         if not self._is_name(first):
-            self._fail(f"Expected {what}: a table name or a 'path'")
+            self._fail(f"Expected {what}: a table name or a 'path'", hint=self._reserved_hint())
         parts = [self._name(what)]
         while len(parts) < 3 and self._match(TokenType.DOT):
             parts.append(self._name("a name after '.'"))
@@ -310,7 +313,10 @@ class VistaParser(SparkParser):
             return self._at(exp.Boolean(this=token.token_type == TokenType.TRUE), token)
         if token.token_type in (TokenType.NUMBER, TokenType.DASH, TokenType.PLUS, TokenType.DOT):
             return self._number(expected)
-        if self._is_name(token, allow_reserved=True) and token.token_type != TokenType.IDENTIFIER:
+        if token.token_type == TokenType.VAR or (
+            self._is_name(token, allow_reserved=True) and token.token_type != TokenType.IDENTIFIER
+        ):
+            # Bare words, also ones Spark reads as one token though they start with a digit (24g).
             self._advance()
             return self._at(exp.Var(this=token.text), token)
         self._fail(f"Expected {expected}")
@@ -325,12 +331,11 @@ class VistaParser(SparkParser):
         token = self._curr
         if not token or token.token_type != TokenType.NUMBER or (leading_dot and "." in token.text):
             self._fail(f"Expected {expected}")
+        try:
+            float(token.text)
+        except ValueError:
+            self._fail(f"Expected {expected}")
         self._advance()
-        if self._curr and self._is_name(self._curr) and self._curr.start == token.end + 1:
-            self._fail(
-                f"Expected {expected}; a number cannot have the suffix {self._curr.text!r}"
-                " (write sizes as strings, e.g. '24g')"
-            )
         text = f"{sign}{'0.' if leading_dot else ''}{token.text}"
         return self._spanning(exp.Literal(this=text, is_string=False), first)
 
@@ -358,13 +363,16 @@ class VistaParser(SparkParser):
         """An identifier. Reserved words are names only where no clause can start (option names)."""
         token = self._curr
         if not self._is_name(token, allow_reserved):
-            hint = ""
-            if token and token.text.lower() in RESERVED_WORDS:
-                hint = f" ({token.text} is a keyword: write `{token.text}` to use it as a name)"
-            self._fail(f"Expected {expected}{hint}")
+            self._fail(f"Expected {expected}", hint=self._reserved_hint())
         self._advance()
         quoted = token.token_type == TokenType.IDENTIFIER
         return self._at(exp.Identifier(this=token.text, quoted=quoted), token)
+
+    def _reserved_hint(self) -> str:
+        token = self._curr
+        if token and token.token_type not in _NOT_NAMES and token.text.lower() in RESERVED_WORDS:
+            return f" (a keyword: to use it as a name, write `{token.text}`)"
+        return ""
 
     @staticmethod
     def _is_name(token: Token | None, allow_reserved: bool = False) -> bool:
@@ -375,9 +383,7 @@ class VistaParser(SparkParser):
             return True
         if not allow_reserved and token.text.lower() in RESERVED_WORDS:
             return False
-        return token.token_type == TokenType.VAR or (
-            token.token_type not in _NOT_NAMES and _WORD.fullmatch(token.text) is not None
-        )
+        return token.token_type not in _NOT_NAMES and _WORD.fullmatch(token.text) is not None
 
     def _var_if(self, words: tuple[str, ...]) -> exp.Var | None:
         """One of ``words`` as an upper-case ``exp.Var``, or None (nothing consumed)."""
@@ -434,13 +440,20 @@ class VistaParser(SparkParser):
         return node
 
     def _fail(
-        self, description: str, token: Token | None = None, clause: str | None = None
+        self,
+        description: str,
+        token: Token | None = None,
+        clause: str | None = None,
+        order_hint: bool = False,
+        hint: str = "",
     ) -> NoReturn:
         """Raise a VistaSyntaxError at ``token``, else at the current token (saying what was found).
 
         ``clause``: the clause keyword that was expected. When a clause that belongs later stands
         here instead, the expected clause is missing ("Expected LABEL <column> before VALIDATE");
-        when one that belongs earlier does, it is out of place, and the error gives the order.
+        when one that belongs earlier does, it is out of place, and the error gives the order
+        (as it does with ``order_hint``, for what follows a complete statement). ``hint`` follows
+        what was found.
         """
         if token is not None:
             raise self._error(description, token)
@@ -454,8 +467,8 @@ class VistaParser(SparkParser):
             and (CLAUSE_ORDER.index(keyword) > CLAUSE_ORDER.index(clause))
         ):
             raise self._error(f"{description} before {keyword}", found)
-        description += f", found {found.text!r}"
-        if keyword in CLAUSE_ORDER:
+        description += f", found {found.text!r}{hint}"
+        if (clause or order_hint) and keyword in CLAUSE_ORDER:
             description += f"; the clauses go in this order: {CLAUSE_LIST}"
         raise self._error(description, found)
 
