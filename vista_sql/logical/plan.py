@@ -38,7 +38,8 @@ inference to the next transfer layer (the catalog's ``resume``)."""
 
 @dataclass(frozen=True, slots=True)
 class SourceRef:
-    """A data source: a path (string literal) or a name (``tables=`` mapping, then Spark catalog)."""
+    """A data source: a path (string literal) or a name (``tables=`` mapping, then Spark
+    catalog)."""
 
     kind: Literal["path", "table"]
     name: str
@@ -160,7 +161,7 @@ class ImageScan(Plan):
 
 @dataclass(frozen=True, slots=True)
 class TableScan(Plan):
-    """Read the structured source. ``features`` None means every numeric column but key and label."""
+    """Read the structured source. ``features`` None: every numeric column but key and label."""
 
     source: SourceRef
     alias: str
@@ -272,7 +273,8 @@ class Assemble(Plan):
 
 @dataclass(frozen=True, slots=True)
 class Train(Plan):
-    """Fit the downstream model on the training split (``1 - validate`` of the rows, by key hash)."""
+    """Fit the downstream model on the training split (``1 - validate`` of the rows, by key
+    hash)."""
 
     child: Plan
     layer: str

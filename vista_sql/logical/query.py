@@ -44,7 +44,8 @@ class Options:
     cache: bool = True
     cache_dir: str | None = None
     origins: dict[str, Origin] = field(default_factory=dict, compare=False, hash=False)
-    """Where each given option is in the text, to point errors (e.g. an override that cannot fit)."""
+    """Where each given option is in the text, to point errors (e.g. an override that cannot
+    fit)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,7 +72,8 @@ class TransferQuery:
     options: Options = field(default_factory=Options)
     into: str | None = None
     origins: dict[str, Origin] = field(default_factory=dict, compare=False, hash=False)
-    """Where clauses are in the text: 'images', 'table', 'cnn', 'layers', 'features', 'label', ..."""
+    """Where clauses are in the text: 'images', 'table', 'cnn', 'layers', 'features', 'label',
+    ..."""
 
 
 @dataclass(frozen=True, slots=True)
