@@ -27,8 +27,8 @@ from typing import Literal, TypeAlias
 
 from vista_sql.errors import Origin
 
-Value: TypeAlias = int | float | str | bool
-"""A literal value of a model parameter or option."""
+Value: TypeAlias = int | float | str | bool | tuple[int, ...]
+"""A literal value of a model parameter or option (a tuple of ints: MLP hidden layer sizes)."""
 
 OutputForm = Literal["activation", "features", "resume"]
 """What an inference emits for a layer: its full activation, its feature vector (pooled per the

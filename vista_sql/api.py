@@ -1,0 +1,190 @@
+"""The functions behind ``vista_sql.explain`` (and, later, ``execute`` and ``register_cnn``).
+
+``explain(sql)`` parses every statement, checks it (``logical.builder``), adds EXPLAIN to a bare
+TRANSFER FEATURES and returns the text of each, separated by blank lines. EXPLAIN LOGICAL and
+EXPLAIN VERBOSE are logical-plan output (``logical.explain``); DESCRIBE CNN and SHOW CNNS print the
+catalog. Which EXPLAIN modes exist is decided in one place, :func:`explain_statement`.
+
+Nothing here imports Spark or TensorFlow.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from vista_sql.catalog import Catalog, CnnInfo, current
+from vista_sql.errors import VistaError
+from vista_sql.grammar.dialect import parse
+from vista_sql.logical.builder import build
+from vista_sql.logical.explain import explain_logical, explain_verbose
+from vista_sql.logical.query import (
+    DescribeCnnStatement,
+    ExplainStatement,
+    ShowCnnsStatement,
+    Statement,
+    TransferQuery,
+)
+
+
+def explain(sql: str, *, catalog: Catalog | None = None, **kwargs: Any) -> str:
+    """The text of every statement in ``sql``: its plan (EXPLAIN is added to a bare TRANSFER
+    FEATURES), or the catalog for DESCRIBE CNN / SHOW CNNS.
+
+    ``kwargs`` (``tables=``, ``spark=``, resources ...) are passed on to :func:`explain_statement`,
+    for the EXPLAIN modes that need the data or the machine.
+    """
+    catalog = catalog if catalog is not None else current()
+    texts = []
+    for tree in parse(sql):
+        statement: Statement = build(tree, sql, catalog)
+        if isinstance(statement, TransferQuery):
+            statement = ExplainStatement(query=statement)
+        texts.append(statement_text(statement, catalog, **kwargs))
+    return "\n\n".join(texts)
+
+
+def statement_text(statement: Statement, catalog: Catalog, **kwargs: Any) -> str:
+    """The output of an EXPLAIN, DESCRIBE CNN or SHOW CNNS statement."""
+    if isinstance(statement, ExplainStatement):
+        return explain_statement(statement, catalog, **kwargs)
+    if isinstance(statement, DescribeCnnStatement):
+        cnn = catalog.cnn(statement.cnn)
+        if cnn is None:
+            raise VistaError(f"Unknown CNN {statement.cnn}")
+        return describe_cnn(cnn)
+    if isinstance(statement, ShowCnnsStatement):
+        return show_cnns(catalog)
+    raise VistaError("TRANSFER FEATURES runs with vista_sql.execute; explain() prints plans")
+
+
+# ------------------------------------------------------------------------------------------------
+# EXPLAIN dispatch: the one place that decides which EXPLAIN modes exist. LOGICAL and VERBOSE are
+# the logical plans. Plain EXPLAIN (the chosen physical plan), COST and ANALYZE need the cost model
+# and the executor: wire them in here (and pass ``chosen=`` / ``annotate=`` to the logical ones to
+# mark the choice and print estimates).
+# ------------------------------------------------------------------------------------------------
+
+
+def explain_statement(statement: ExplainStatement, catalog: Catalog, **kwargs: Any) -> str:
+    """The text of one EXPLAIN statement. ``kwargs`` are for the modes that need data/resources."""
+    query = statement.query
+    if statement.mode == "logical":
+        return explain_logical(query, catalog, format=statement.format)
+    if statement.mode == "verbose":
+        return explain_verbose(query, catalog, format=statement.format)
+    mode = f"EXPLAIN {statement.mode.upper()}" if statement.mode else "EXPLAIN"
+    raise VistaError.at(
+        f"{mode} is not available yet (it needs the cost model); "
+        "EXPLAIN LOGICAL and EXPLAIN VERBOSE are",
+        query.sql,
+        query.origins.get("statement"),
+    )
+
+
+def execute(sql: str, spark: Any = None, tables: Any = None, progress: bool = True) -> Any:
+    """Not implemented yet: running statements arrives with the executor."""
+    raise VistaError("vista_sql.execute is not implemented yet")
+
+
+def execute_all(sql: str, **kwargs: Any) -> list[Any]:
+    """Not implemented yet: running statements arrives with the executor."""
+    raise VistaError("running statements is not implemented yet")
+
+
+def register_cnn(name: str, keras_model_or_path: Any, layers: list[str]) -> None:
+    """Not implemented yet: registering CNNs arrives with the CNN roster's TensorFlow side."""
+    raise VistaError("vista_sql.register_cnn is not implemented yet")
+
+
+# ------------------------------------------------------------------------------------------------
+# DESCRIBE CNN and SHOW CNNS: the catalog as text tables. Statistics not measured yet print '?'.
+# ------------------------------------------------------------------------------------------------
+
+
+def describe_cnn(cnn: CnnInfo) -> str:
+    """A CNN's transfer layers, bottom to top: shape, feature sizes, FLOPs and memory."""
+    header = (
+        f"CNN {cnn.name} ({cnn.display}): input {cnn.input_size[0]}x{cnn.input_size[1]}, "
+        f"{cnn.preprocess} preprocessing, parameters {_bytes(cnn.param_bytes)}"
+    )
+    rows = [
+        (
+            layer.name,
+            layer.keras,
+            layer.kind,
+            "x".join(map(str, layer.shape)),
+            f"{layer.feature_size('max2x2'):,}",
+            f"{layer.feature_size('none'):,}",
+            _flops(layer.flops),
+            _bytes(layer.param_bytes),
+            _bytes(layer.activation_bytes),
+            _bytes(layer.peak_rss_bytes),
+            (
+                f"{layer.resume_keras} {'x'.join(map(str, layer.resume_shape))}"
+                if layer.resume_keras is not None and layer.resume_shape is not None
+                else "-"
+            ),
+        )
+        for layer in cnn.layers
+    ]
+    columns = (
+        "layer",
+        "keras",
+        "kind",
+        "shape",
+        "features (max2x2)",
+        "features (none)",
+        "segment flops",
+        "segment params",
+        "activation bytes",
+        "peak rss",
+        "resume from",
+    )
+    return header + "\n" + _table(columns, rows)
+
+
+def show_cnns(catalog: Catalog) -> str:
+    """The roster: one row per CNN."""
+    rows = [
+        (
+            cnn.name,
+            cnn.display,
+            f"{cnn.input_size[0]}x{cnn.input_size[1]}",
+            str(len(cnn.layers)),
+            ", ".join(cnn.layer_names),
+            _bytes(cnn.param_bytes),
+        )
+        for cnn in catalog.cnns
+    ]
+    columns = ("cnn", "display", "input", "layers", "transfer layers (bottom to top)", "params")
+    return _table(columns, rows)
+
+
+def _table(columns: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    widths = [max(len(row[i]) for row in [columns, *rows]) for i in range(len(columns))]
+
+    def line(cells: Sequence[str]) -> str:
+        return "  ".join(cell.ljust(width) for cell, width in zip(cells, widths, strict=True))
+
+    separator = ["-" * width for width in widths]
+    return "\n".join(line(row).rstrip() for row in [columns, separator, *rows])
+
+
+def _bytes(value: int | None) -> str:
+    if value is None:
+        return "?"
+    units = ("B", "KiB", "MiB", "GiB", "TiB")
+    size, index = float(value), 0
+    while size >= 1024 and index < len(units) - 1:
+        size, index = size / 1024, index + 1
+    return f"{value} B" if index == 0 else f"{size:.1f} {units[index]}"
+
+
+def _flops(value: float | None) -> str:
+    if value is None:
+        return "?"
+    for unit, scale in (("G", 1e9), ("M", 1e6), ("K", 1e3)):
+        if value >= scale:
+            return f"{value / scale:.2f} {unit}"
+    return f"{value:.0f}"
