@@ -55,10 +55,8 @@ from vista_sql.logical.query import (
 )
 from vista_sql.logical.values import ValueSpec, check, literal
 
-_WEIGHTS_SEED = ValueSpec("int", low=0, high=2**32 - 1)
-"""Seeds of random weights: what numpy and TensorFlow accept."""
-_SPLIT_SEED = ValueSpec("int", low=-(2**63), high=2**63 - 1)
-"""Seeds of the VALIDATE split: a Spark long."""
+_SEED = ValueSpec("int", low=-(2**63), high=2**63 - 1)
+"""Seeds (of random weights, of the VALIDATE split): a Spark long."""
 _TOP = ValueSpec("int", low=1)
 
 
@@ -281,7 +279,7 @@ class _Builder:
         kind = choice.name.lower() if isinstance(choice, exp.Var) else ""
         seed_node = node.args.get("seed")
         if kind == "random":
-            seed = self.value(_WEIGHTS_SEED, seed_node, "SEED") if seed_node else None
+            seed = self.value(_SEED, seed_node, "SEED") if seed_node else None
             return WeightsSpec("random", seed=cast(int | None, seed))
         if kind == "imagenet" and seed_node is None:
             return WeightsSpec("imagenet")
@@ -398,7 +396,7 @@ class _Builder:
                     fraction,
                 )
             value = float(raw)
-        seed_value = 2019 if seed is None else self.value(_SPLIT_SEED, seed, "VALIDATE SEED")
+        seed_value = 2019 if seed is None else self.value(_SEED, seed, "VALIDATE SEED")
         return value, cast(int, seed_value)
 
     def options(self, pairs: list[exp.Expr]) -> Options:
@@ -414,12 +412,4 @@ class _Builder:
             position = origin_of(pair)
             if position is not None:
                 origins[name] = position
-        cores, executor_cores = values.get("cores"), values.get("executor_cores")
-        if isinstance(cores, int) and isinstance(executor_cores, int) and executor_cores > cores:
-            self.fail(
-                f"executor_cores = {executor_cores} is more than the cores per node ({cores})",
-                next(
-                    pair.expression for pair in pairs if pair.this.name.lower() == "executor_cores"
-                ),
-            )
         return Options(**cast(dict[str, Any], values), origins=origins)

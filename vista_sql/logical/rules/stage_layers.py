@@ -18,11 +18,12 @@ from vista_sql.logical.rules.base import RuleContext
 
 
 def stage_layers(plan: Plan, ctx: RuleContext) -> Plan:
-    """Chain sibling inferences from the image (same CNN, weights, pooling and input) into stages:
-    the first infers the lowest layer from the image, each next one resumes from the previous
-    stage's stored tensor. A stage emits its layer's features and, when a later stage needs it, the
-    resume tensor; it passes earlier stages' features through, so each branch reads the stage of its
-    layer. A layer that stores no resume tensor shares its stage with the layer above it.
+    """Chain sibling inferences from the image (same CNN, weights, pooling and input), each emitting
+    one layer's features, into stages: the first infers the lowest layer from the image, each next
+    one resumes from the previous stage's stored tensor. A stage emits its layer's features and,
+    when a later stage needs it, the resume tensor; it passes earlier stages' features through, and
+    each branch reads the stage of its layer. A layer that stores no resume tensor shares its stage
+    with the layer above it. An eager inference (one pass, several layers) is left alone.
 
         Infer vgg16 image -> {fc8}          Infer vgg16 fc7:resume -> {fc8}
         Infer vgg16 image -> {fc7}    =>      Infer vgg16 fc6:resume -> {fc7, fc7:resume}
@@ -34,7 +35,8 @@ def stage_layers(plan: Plan, ctx: RuleContext) -> Plan:
         if (
             isinstance(node, Infer)
             and node.start is None
-            and all(output.form == "features" for output in node.outputs)
+            and len(node.outputs) == 1
+            and node.outputs[0].form == "features"
         ):
             groups.setdefault(replace(node, outputs=()), []).append(node)
     rewrites: dict[int, Callable[[Plan], Plan]] = {}
@@ -42,15 +44,12 @@ def stage_layers(plan: Plan, ctx: RuleContext) -> Plan:
         cnn = ctx.catalog.cnn(members[0].cnn)
         if cnn is None:
             continue
-        layers = sorted(
-            {layer for member in members for layer in member.layers}, key=cnn.layer_names.index
-        )
+        layers = sorted({member.outputs[0].layer for member in members}, key=cnn.layer_names.index)
         if len(layers) < 2:
             continue
         stage_of = _stages(members[0], cnn, layers)
         for member in members:
-            top = max(member.layers, key=cnn.layer_names.index)
-            rewrites[id(member)] = partial(_replaced_by, stage_of[top])
+            rewrites[id(member)] = partial(_replaced_by, stage_of[member.outputs[0].layer])
     if not rewrites:
         return plan
     return rewrite_nodes(plan, rewrites, share_equal=True)
