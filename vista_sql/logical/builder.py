@@ -314,8 +314,8 @@ class _Builder:
                 )
             if layer.name in seen:
                 first = seen[layer.name].name
-                also = f" (as {first})" if first != node.name else ""
-                self.fail(f"Layer {layer.name} is listed twice{also}", node)
+                spellings = f": as {first} and as {node.name}" if first != node.name else ""
+                self.fail(f"Layer {layer.name} is listed twice{spellings}", node)
             seen[layer.name] = node
         return tuple(sorted(seen, key=names.index, reverse=True))
 
