@@ -34,6 +34,7 @@ from vista_sql.logical.builder import build
 from vista_sql.logical.columns import problems, workload_outputs
 from vista_sql.logical.dag import sharing_key
 from vista_sql.logical.lazy import lazy_plan
+from vista_sql.logical.plan import Plan
 from vista_sql.logical.query import Placement, TransferQuery
 from vista_sql.logical.render import render_text
 from vista_sql.logical.rules import (
@@ -106,7 +107,7 @@ def run_case(rule: Rule, case: Case) -> str:
     statement = build(parse_one(case.statement), case.statement, catalog)
     assert isinstance(statement, TransferQuery)
     ctx = RuleContext(catalog=catalog, placement=case.placement)
-    plan = lazy_plan(statement, catalog)
+    plan: Plan = lazy_plan(statement, catalog)
     for name in case.prepare:
         plan = RULES[name](plan, ctx)
     after = rule(plan, ctx)
