@@ -138,13 +138,15 @@ def origin(node: exp.Expr) -> Origin | None:
 
 def _unreadable(sql: str, tokenizer: Any, error: TokenError) -> VistaSyntaxError:
     """The tokenizer's error, pointing where the unreadable token starts."""
-    cause = str(error.__cause__ or error)
     start = getattr(getattr(tokenizer, "_core", None), "_start", 0)
-    if sql.startswith("/*", start):
+    opening = sql[start : start + 2]
+    if opening.startswith("/*"):
         description = "Expected */ to close the comment that starts here"
-    elif cause.startswith("Missing "):
-        delimiter = cause.split()[1]
-        description = f"Expected a closing {delimiter} for the text that starts here"
+    elif opening[:1] in "'\"`" and opening:
+        description = f"Expected a closing {opening[0]} for the text that starts here"
+    elif opening[:1] in "rRxXbB" and opening[1:2] in ("'", '"'):
+        description = f"Expected a closing {opening[1]} for the text that starts here"
     else:
-        description = f"Cannot read the text here ({cause})"
+        cause = error.__cause__ or error
+        description = f"Expected text that Spark SQL can read ({cause})"
     return syntax_error(description, sql, start, start)

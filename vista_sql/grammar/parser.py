@@ -277,7 +277,8 @@ class VistaParser(SparkParser):
         """``name = value, ...)`` after the opening parenthesis: TRAIN params or WITH options."""
         assignments = []
         while True:
-            name = self._name(f"{kind} name", allow_reserved=True)
+            article = "an" if kind[0] in "aeiou" else "a"
+            name = self._name(f"{article} {kind} name", allow_reserved=True)
             if not self._match(TokenType.EQ):
                 self._fail(f"Expected = after the {kind} name {name.name}")
             value = self._value(kind, allow_grid)
