@@ -159,9 +159,11 @@ def test_an_existing_file_is_not_an_output_directory(tmp_path: Path) -> None:
     [
         ({"rows": 0}, "rows must be a positive integer"),
         ({"seed": -1}, "seed must be a non-negative integer"),
-        ({"image_size": 8}, "image_size must be between"),
+        ({"rows": True}, "rows must be a positive integer"),
+        ({"image_size": 8}, "image_size must be an integer between"),
+        ({"image_size": 64.0}, "image_size must be an integer between"),
         ({"fmt": "parket"}, "did you mean parquet"),
-        ({"workers": 0}, "workers must be at least 1"),
+        ({"workers": 0}, "workers must be an integer of at least 1"),
     ],
 )
 def test_bad_arguments_are_errors(

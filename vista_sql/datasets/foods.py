@@ -69,6 +69,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import numbers
 import os
 import re
 import shutil
@@ -291,10 +292,12 @@ def make_foods(
     ``out_dir`` must be missing or empty unless ``overwrite`` is true; then the images and tables
     a previous run wrote there are replaced (nothing else is deleted). ``workers`` processes draw
     the images (default: one for fewer than 1,000 rows, else the usable cores, at most 4); the
-    output is the same for any number of workers. ``progress`` is called with the number of rows
-    done after each chunk of rows.
+    output is the same for any number of workers. Workers are started with ``spawn``, so a script
+    that calls this needs the usual ``if __name__ == "__main__":`` guard. ``progress`` is called
+    with the number of rows done after each chunk of rows.
     """
     _check_arguments(rows, seed, image_size, fmt, workers)
+    rows, seed, image_size = int(rows), int(seed), int(image_size)
     root = Path(out_dir)
     images_dir = root / IMAGES_DIRNAME
     table_path = root / f"{TABLE_STEM}.{fmt}"
@@ -336,19 +339,24 @@ def feature_matrix(nutrition: np.ndarray) -> np.ndarray:
 
 
 def _check_arguments(rows: int, seed: int, image_size: int, fmt: str, workers: int | None) -> None:
-    if isinstance(rows, bool) or not isinstance(rows, int) or rows < 1:
+    if not _is_integer(rows) or rows < 1:
         raise VistaError(f"rows must be a positive integer, got {rows!r}")
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+    if not _is_integer(seed) or seed < 0:
         raise VistaError(f"seed must be a non-negative integer, got {seed!r}")
-    if not _MIN_IMAGE_SIZE <= image_size <= _MAX_IMAGE_SIZE:
+    if not _is_integer(image_size) or not _MIN_IMAGE_SIZE <= image_size <= _MAX_IMAGE_SIZE:
         raise VistaError(
-            f"image_size must be between {_MIN_IMAGE_SIZE} and {_MAX_IMAGE_SIZE} pixels, "
-            f"got {image_size!r}"
+            f"image_size must be an integer between {_MIN_IMAGE_SIZE} and {_MAX_IMAGE_SIZE} "
+            f"pixels, got {image_size!r}"
         )
     if fmt not in FORMATS:
         raise VistaError(f"unknown table format {fmt!r}; {did_you_mean(fmt, FORMATS)}")
-    if workers is not None and workers < 1:
-        raise VistaError(f"workers must be at least 1, got {workers!r}")
+    if workers is not None and (not _is_integer(workers) or workers < 1):
+        raise VistaError(f"workers must be an integer of at least 1, got {workers!r}")
+
+
+def _is_integer(value: object) -> bool:
+    """An int or a numpy integer, but not a bool (``True`` rows would be a mistake)."""
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
 def _prepare_directory(root: Path, images_dir: Path, overwrite: bool) -> None:
@@ -381,7 +389,7 @@ def _prepare_directory(root: Path, images_dir: Path, overwrite: bool) -> None:
 
 def _worker_count(rows: int, workers: int | None) -> int:
     if workers is not None:
-        return workers
+        return int(workers)
     if rows < _PARALLEL_FROM_ROWS:
         return 1
     usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
