@@ -1,1 +1,25 @@
-"""sqlglot expression -> checked statement -> logical plan -> rewritten alternatives."""
+"""sqlglot expression -> checked statement -> logical plan -> rewritten alternatives.
+
+The pipeline, and the public functions of each step:
+
+- ``builder.build(tree, sql, catalog=None) -> Statement``: semantic checks (``SemanticError``s that
+  point at the text) and the checked ``query.TransferQuery`` / ``ExplainStatement`` / ...
+- ``lazy.lazy_plan(query, catalog=None) -> Workload``: the VISTA paper's lazy plan (one inference
+  per layer from the image, infer then join).
+- ``rules``: the rewrites, one per module (``fuse_pooling``, ``reuse_layers``, ``stage_layers``,
+  ``place_join``, ``persist_shared``), each ``rule(plan, RuleContext) -> plan``.
+- ``driver.alternatives(query, catalog=None) -> list[Alternative]``: every distinct rewritten plan,
+  one per setting of the three knobs (``inference`` lazy/eager/staged, ``placement``
+  before_join/after_join, ``persist`` True/False), deduplicated, in a fixed order. Each
+  ``Alternative`` has ``name`` (e.g. ``"eager/after_join/persist"``), the three knobs, ``plan``
+  (a ``Workload``), ``steps`` (the driver's record) and ``equivalents`` (names of other settings
+  that gave the same plan; ``names`` is all of them). This is what the cost model estimates.
+- ``render.render_text(plan, annotate=None)`` / ``render_json``: numbered operators, shared work
+  drawn once; ``annotate(node) -> str`` prints estimates beside each operator.
+- ``explain.explain_logical`` / ``explain_verbose``: EXPLAIN LOGICAL and VERBOSE, text or JSON,
+  with ``chosen=`` to mark the cost model's choice.
+
+Helpers: ``columns`` (what each node provides; well-formedness), ``dag`` (sharing by identity),
+``models`` (TRAIN models and their MLlib parameters), ``options`` (WITH options), ``values``
+(checking values, memory sizes). Nothing here imports Spark or TensorFlow.
+"""
