@@ -2,7 +2,16 @@
 
 Sources, keys, columns and values reuse sqlglot's nodes (``exp.Table`` for an identifier source,
 ``exp.Literal`` for a path, ``exp.Identifier``, ``exp.Column``, ``exp.EQ``, ``exp.Tuple``), so their
-positions (``meta`` line/col/start/end) are kept and semantic errors can point at the text.
+positions (``meta`` line/col/start/end) are kept and semantic errors can point at the text
+(:mod:`vista_sql.grammar.dialect` documents the convention and which nodes carry one).
+
+Names are ``exp.Identifier``: ``quoted`` when backquoted, text exactly as written (case kept; the
+checks decide what is case-insensitive). A *value* (a TRAIN parameter's or a WITH option's) is one
+of: ``exp.Literal`` number (its text as written, a sign included: ``-0.5``, ``1e-3``; ``.5`` reads
+``0.5``; ``float(text)`` always works), ``exp.Literal`` string, ``exp.Boolean`` (TRUE / FALSE), or
+``exp.Var`` for a bare word (``eager``, ``auto``; also Spark's one-token words that start with a
+digit, like ``24g``). A parameter's value may also be an ``exp.Tuple`` of such values: a grid.
+Optional parts not given are missing from ``args`` or None: read them with ``args.get``.
 """
 
 from __future__ import annotations
@@ -16,22 +25,25 @@ class TransferFeatures(exp.Expression):
     """TRANSFER FEATURES OF <image source> FROM CNN ... JOIN ... TRAIN ... LABEL ...
 
     Args:
-        this: the image source, ``exp.Table`` (an identifier) or a string ``exp.Literal`` (a path).
+        this: the image source, ``exp.Table`` (a name: ``this``, with ``db`` and ``catalog`` when
+            qualified) or a string ``exp.Literal`` (a path).
         column: ``exp.Identifier``, the image column given in parentheses.
-        alias: ``exp.TableAlias`` of the image source.
+        alias: ``exp.TableAlias`` of the image source (``AS`` is required).
         cnn: ``exp.Identifier``, the CNN name.
         weights: ``Weights``.
         layers: list of ``exp.Identifier`` (LAYERS (...)).
         top: integer ``exp.Literal`` (LAYERS TOP k); exactly one of layers / top is set.
         join: the structured source, ``exp.Table`` or string ``exp.Literal``.
         join_alias: ``exp.TableAlias`` of the structured source.
-        on: ``exp.EQ`` of two ``exp.Column`` (ON a.key = b.key).
-        using: list of ``exp.Identifier`` (USING (key)).
+        on: ``exp.EQ`` of two ``exp.Column``, each with ``table`` (the qualifier) and ``this``
+            (the key): ON a.key = b.key. Exactly one of on / using is set.
+        using: list of ``exp.Identifier`` (USING (key, ...); SPEC.md allows one key).
         features: list of ``exp.Identifier`` (FEATURES (...)).
         model: ``exp.Identifier``, the downstream model (LOGREG, ...).
         params: list of ``exp.EQ(this=exp.Identifier, expression=value or exp.Tuple of values)``.
         label: ``exp.Identifier``.
-        validate: numeric ``exp.Literal``; validate_seed: integer ``exp.Literal``.
+        validate: numeric ``exp.Literal``, possibly signed; validate_seed: integer
+            ``exp.Literal``, possibly negative.
         options: list of ``exp.EQ(this=exp.Identifier, expression=value)`` (WITH (...)).
         into: string ``exp.Literal``.
     """
@@ -63,8 +75,8 @@ class Weights(exp.Expression):
     """WEIGHTS IMAGENET | WEIGHTS RANDOM [SEED n] | WEIGHTS '<file>'.
 
     Args:
-        this: ``exp.Var`` IMAGENET or RANDOM, or a string ``exp.Literal`` (a file).
-        seed: integer ``exp.Literal`` (RANDOM only).
+        this: ``exp.Var`` IMAGENET or RANDOM (upper case), or a string ``exp.Literal`` (a file).
+        seed: integer ``exp.Literal``, possibly negative (RANDOM only).
     """
 
     arg_types: ClassVar[dict[str, bool]] = {"this": True, "seed": False}
@@ -75,8 +87,8 @@ class VistaExplain(exp.Expression):
 
     Args:
         this: the explained statement (``TransferFeatures``).
-        mode: ``exp.Var`` LOGICAL, COST, VERBOSE or ANALYZE; absent for plain EXPLAIN.
-        format: ``exp.Var`` TEXT or JSON; absent means TEXT.
+        mode: ``exp.Var`` LOGICAL, COST, VERBOSE or ANALYZE (upper case); absent for EXPLAIN.
+        format: ``exp.Var`` TEXT or JSON (upper case); absent means TEXT.
     """
 
     arg_types: ClassVar[dict[str, bool]] = {"this": True, "mode": False, "format": False}
