@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import textwrap
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 
@@ -30,6 +32,9 @@ TRANSFER = """TRANSFER FEATURES OF 'data/foods/images' AS i
   VALIDATE 0.2 SEED 2019"""
 
 
+GOLDEN = Path(__file__).parent / "fixtures" / "logical"
+
+
 def query() -> TransferQuery:
     statement = build(parse_one(TRANSFER), TRANSFER, roster())
     assert isinstance(statement, TransferQuery)
@@ -50,6 +55,26 @@ def test_explain_logical_prints_the_lazy_plan_then_every_alternative() -> None:
         assert header.startswith(f"-- Alternative {number}: {alternative.name}")
         assert plan == render_text(alternative.plan)
     assert text == explain_logical(query(), roster())
+
+
+@pytest.mark.parametrize(
+    ("name", "statement"),
+    [
+        ("explain_logical_vgg16.txt", "EXPLAIN LOGICAL " + TRANSFER),
+        (
+            "explain_verbose_alexnet.txt",
+            "EXPLAIN VERBOSE TRANSFER FEATURES OF images (path) FROM CNN alexnet "
+            "LAYERS (conv5, fc6) JOIN foods USING (id) FEATURES (x1, x2) "
+            "TRAIN GBT (max_depth = (3, 5), folds = 2) LABEL y WITH (conv_pooling = avg)",
+        ),
+    ],
+)
+def test_explain_output_matches_its_golden_file(name: str, statement: str) -> None:
+    """The whole output, read by eye once; VISTA_SQL_UPDATE_GOLDEN=1 rewrites it."""
+    text = vista_sql.explain(statement, catalog=roster()) + "\n"
+    if os.environ.get("VISTA_SQL_UPDATE_GOLDEN") == "1":
+        (GOLDEN / name).write_text(text)
+    assert text == (GOLDEN / name).read_text()
 
 
 def test_explain_logical_json_has_the_same_content() -> None:
