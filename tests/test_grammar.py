@@ -297,6 +297,13 @@ def test_dialect_is_registered_with_sqlglot() -> None:
     assert sqlglot.Dialect.get_or_raise("vista").__class__ is Vista
 
 
+def test_str_and_default_sql_write_vista_text() -> None:
+    tree = parse_one(FIXTURE_STATEMENTS[1])
+    assert str(tree) == tree.sql() == tree.sql(dialect="vista")
+    assert str(parse_one("show cnns")) == "SHOW CNNS"
+    assert str(parse_one("describe cnn `a b`")) == "DESCRIBE CNN `a b`"
+
+
 def test_package_functions_delegate() -> None:
     assert vista_sql.parse("SHOW CNNS; SHOW CNNS") == [ShowCnns(), ShowCnns()]
     assert vista_sql.parse_one("DESCRIBE CNN alexnet") == DescribeCnn(

@@ -16,12 +16,28 @@ Optional parts not given are missing from ``args`` or None: read them with ``arg
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from sqlglot import exp
+from sqlglot.dialects.dialect import DialectType
 
 
-class TransferFeatures(exp.Expression):
+class VistaNode(exp.Expression):
+    """Base of vista_sql's statement nodes: ``str(node)`` and ``node.sql()`` write vista text.
+
+    sqlglot's default dialect cannot generate these nodes, and ``str()`` is what debuggers,
+    f-strings and pytest's assertion messages call; an explicit ``dialect`` is used as given.
+    """
+
+    def sql(self, dialect: DialectType = None, copy: bool = True, **opts: Any) -> str:
+        if dialect is None:
+            from vista_sql.grammar.dialect import Vista  # importing it registers "vista"
+
+            dialect = Vista
+        return super().sql(dialect=dialect, copy=copy, **opts)
+
+
+class TransferFeatures(VistaNode):
     """TRANSFER FEATURES OF <image source> FROM CNN ... JOIN ... TRAIN ... LABEL ...
 
     Args:
@@ -71,7 +87,7 @@ class TransferFeatures(exp.Expression):
     }
 
 
-class Weights(exp.Expression):
+class Weights(VistaNode):
     """WEIGHTS IMAGENET | WEIGHTS RANDOM [SEED n] | WEIGHTS '<file>'.
 
     Args:
@@ -82,7 +98,7 @@ class Weights(exp.Expression):
     arg_types: ClassVar[dict[str, bool]] = {"this": True, "seed": False}
 
 
-class VistaExplain(exp.Expression):
+class VistaExplain(VistaNode):
     """EXPLAIN [LOGICAL | COST | VERBOSE | ANALYZE] [FORMAT TEXT | FORMAT JSON] <statement>.
 
     Args:
@@ -94,13 +110,13 @@ class VistaExplain(exp.Expression):
     arg_types: ClassVar[dict[str, bool]] = {"this": True, "mode": False, "format": False}
 
 
-class DescribeCnn(exp.Expression):
+class DescribeCnn(VistaNode):
     """DESCRIBE CNN <name>. ``this`` is an ``exp.Identifier``."""
 
     arg_types: ClassVar[dict[str, bool]] = {"this": True}
 
 
-class ShowCnns(exp.Expression):
+class ShowCnns(VistaNode):
     """SHOW CNNS."""
 
     arg_types: ClassVar[dict[str, bool]] = {}
