@@ -96,7 +96,7 @@ def to_rgb(image: Image.Image) -> Image.Image:
     if image.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
         wide = np.asarray(image).astype(np.int64)
         scaled = (np.clip(wide, 0, 65535) * 255 + 32767) // 65535
-        image = Image.fromarray(scaled.astype(np.uint8), mode="L")
+        image = Image.fromarray(scaled.astype(np.uint8))
     return image if image.mode == "RGB" else image.convert("RGB")
 
 
@@ -123,13 +123,21 @@ def preprocess(pixels: np.ndarray, mode: str) -> np.ndarray:
     raise ValueError(f"unknown preprocessing {mode!r}; valid: {', '.join(PREPROCESS_MODES)}")
 
 
-def decode_batch(images: Sequence[bytes | None], size: tuple[int, int], mode: str) -> DecodedBatch:
-    """Decode and preprocess ``images``; a bad one gets an error string and no pixels."""
+def decode_batch(
+    images: Sequence[bytes | ImageError | None], size: tuple[int, int], mode: str
+) -> DecodedBatch:
+    """Decode and preprocess ``images``; a bad one gets an error string and no pixels.
+
+    An item may already be an :class:`ImageError` (a file that could not be read, say): it is
+    reported as it is.
+    """
     decoded: list[np.ndarray] = []
     rows: list[int] = []
     errors: list[str | None] = []
     for position, data in enumerate(images):
         try:
+            if isinstance(data, ImageError):
+                raise data
             decoded.append(decode_image(data, size))
         except ImageError as error:
             errors.append(str(error))

@@ -36,6 +36,7 @@ from typing import Any
 
 CATALOG = Path(str(resources.files("vista_sql.catalog").joinpath("cnns.json")))
 BYTES_PER_FLOAT = 4
+MODULE = "vista_sql.udfs.layer_stats"
 
 
 def layer_statistics(cnn: str) -> dict[str, Any]:
@@ -144,10 +145,16 @@ def peak_activation_bytes(segment: Sequence[Any], end: Any) -> int:
 
 def measure_rss(cnn: str, layer: str | None, batch_size: int) -> int:
     """Peak RSS in bytes of a fresh process inferring ``cnn`` to ``layer`` (None: nothing)."""
-    command = [sys.executable, "-m", __name__, "--child", cnn, layer or "", str(batch_size)]
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    command = [sys.executable, "-m", MODULE, "--child", cnn, layer or "", str(batch_size)]
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONPATH": _python_path()}
     done = subprocess.run(command, check=True, capture_output=True, text=True, env=env)
     return int(json.loads(done.stdout.strip().splitlines()[-1])["peak_rss_bytes"])
+
+
+def _python_path() -> str:
+    """PYTHONPATH for a subprocess that must import this vista_sql, installed or not."""
+    root = str(Path(__file__).resolve().parents[2])
+    return os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH", "")) if p)
 
 
 def _child(cnn: str, layer: str, batch_size: int) -> None:
