@@ -11,6 +11,7 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from vista_sql.logical.models import spark_param_name
 from vista_sql.logical.plan import ModelSpec, Value
 from vista_sql.physical.sources import KEY
 
@@ -55,26 +56,27 @@ def split_bucket(seed: int) -> Column:
     return F.pmod(F.xxhash64(F.col(KEY), F.lit(seed)), F.lit(HASH_BUCKETS)) / HASH_BUCKETS
 
 
-def camel(name: str) -> str:
-    """MLlib's parameter name for a snake_case one: max_iter -> maxIter."""
-    head, *rest = name.split("_")
-    return head + "".join(part.capitalize() for part in rest)
-
-
 def estimator(spec: ModelSpec, n_features: int, n_classes: int, seed: int) -> Any:
     """The MLlib estimator of ``spec`` with its fixed parameters set."""
     import pyspark.ml.classification as classification
 
     cls = getattr(classification, ESTIMATORS[spec.name])
-    params: dict[str, Any] = {camel(k): v for k, v in spec.params if k != "layers"}
-    if spec.name == "mlp":
-        hidden = dict(spec.params).get("layers", ())
-        sizes = [int(x) for x in (hidden if isinstance(hidden, tuple) else (hidden,))]
-        params["layers"] = [n_features, *sizes, n_classes]
+    params: dict[str, Any] = {
+        spark_param_name(spec.name, k): _value(spec.name, k, v, n_features, n_classes)
+        for k, v in spec.params
+    }
     instance = cls(featuresCol=FEATURES, labelCol=LABEL)
     if instance.hasParam("seed"):
         params.setdefault("seed", seed)
     return instance.setParams(**params) if params else instance
+
+
+def _value(model: str, name: str, value: Value, n_features: int, n_classes: int) -> Any:
+    """A checked parameter value as MLlib takes it: MLP hidden sizes gain the input and output."""
+    if model == "mlp" and name == "layers":
+        hidden = value if isinstance(value, tuple) else (value,)
+        return [n_features, *(int(x) for x in hidden), n_classes]
+    return value
 
 
 def _evaluators(n_classes: int) -> dict[str, Any]:
@@ -120,7 +122,10 @@ def train(
     if spec.grid:
         grid = ParamGridBuilder()
         for name, values in spec.grid:
-            grid = grid.addGrid(base.getParam(camel(name)), list(values))
+            param = base.getParam(spark_param_name(spec.name, name))
+            grid = grid.addGrid(
+                param, [_value(spec.name, name, v, n_features, n_classes) for v in values]
+            )
         folds = F.pmod(F.xxhash64(F.col(KEY), F.lit(seed + 1)), F.lit(spec.folds))
         search = CrossValidator(
             estimator=base,
@@ -134,7 +139,9 @@ def train(
         model = fitted.bestModel
         best = fitted.getEstimatorParamMaps()[_argbest(fitted.avgMetrics)]
         chosen = {param.name: value for param, value in best.items()}
-        best_params.update({name: chosen[camel(name)] for name, _ in spec.grid})
+        best_params.update(
+            {name: chosen[spark_param_name(spec.name, name)] for name, _ in spec.grid}
+        )
     else:
         model = base.fit(training)
     seconds = time.perf_counter() - started
