@@ -64,6 +64,12 @@ CASES = [
         id="missing comma",
     ),
     pytest.param(
+        GOOD.replace("TRAIN logreg", "FEATURES x1, x2\n  TRAIN logreg"),
+        "Expected ( after FEATURES: FEATURES (<column>, ...), found 'x1'",
+        (5, 12, "x1"),
+        id="FEATURES without parentheses",
+    ),
+    pytest.param(
         GOOD.replace("LAYERS (fc6, fc7)", "LAYERS TOP 2.5"),
         "Expected a number of layers after LAYERS TOP, found '2.5'",
         (3, 14, "2.5"),

@@ -160,7 +160,7 @@ class VistaParser(SparkParser):
 
         start = self._curr
         if self._match_text_seq("FEATURES"):
-            args["features"] = self._name_list("a structured column name in FEATURES (...)")
+            args["features"] = self._name_list("FEATURES", "a structured column name", "<column>")
             clauses["features"] = self._span(start)
 
         start = self._curr
@@ -234,7 +234,7 @@ class VistaParser(SparkParser):
         if self._match_text_seq("TOP"):
             args["top"] = self._integer("a number of layers after LAYERS TOP", signed=False)
         elif self._curr and self._curr.token_type == TokenType.L_PAREN:
-            args["layers"] = self._name_list("a layer name in LAYERS (...)")
+            args["layers"] = self._name_list("LAYERS", "a layer name", "<layer>")
         else:
             self._fail(f"Expected {expected}")
 
@@ -250,7 +250,7 @@ class VistaParser(SparkParser):
             right = self._qualified_column()
             args["on"] = self._spanning(exp.EQ(this=left, expression=right), first)
         elif self._match(TokenType.USING):
-            args["using"] = self._name_list("a join key in USING (...)")
+            args["using"] = self._name_list("USING", "a join key", "<key>")
         else:
             self._fail("Expected ON <a>.<key> = <b>.<key> or USING (<key>) after the JOIN source")
 
@@ -265,8 +265,10 @@ class VistaParser(SparkParser):
 
     # ---------------------------------------------------------------- lists and values
 
-    def _name_list(self, what: str) -> list[exp.Identifier]:
-        self._opening_paren(f"before {what}")
+    def _name_list(self, clause: str, name: str, placeholder: str) -> list[exp.Identifier]:
+        """``(name, ...)`` after ``clause``."""
+        self._opening_paren(f"after {clause}: {clause} ({placeholder}, ...)")
+        what = f"{name} in {clause} (...)"
         names = [self._name(what)]
         while self._match(TokenType.COMMA):
             names.append(self._name(what))
