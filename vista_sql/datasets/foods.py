@@ -13,7 +13,13 @@ Layout written by ``make_foods(out, rows)``::
     out/images/<id>.jpg   one RGB JPEG per row, image_size x image_size (default 227: AlexNet's)
     out/foods.parquet     (or foods.csv) columns: id, 129 float64 features, healthy
 
-``id`` is the integer ``0 .. rows-1`` and names the image file, as SPEC.md's image sources expect.
+``id`` is the integer ``0 .. rows-1`` and names the image file, as SPEC.md's image sources expect,
+so ``make_foods("data/foods", 2000)`` serves the statement of SPEC.md's example::
+
+    TRANSFER FEATURES OF 'data/foods/images' AS i
+      FROM CNN alexnet WEIGHTS RANDOM SEED 7 LAYERS (conv5, fc6, fc7, fc8)
+      JOIN 'data/foods/foods.parquet' AS f ON i.id = f.id
+      TRAIN LOGREG (max_iter = 10) LABEL healthy
 
 **Rows.** Every row is a pure function of ``(seed, id)``: its random numbers come from
 ``numpy.random.SeedSequence([seed, id, stream])``, stream 0 for the row (latents, nutrition,
@@ -38,7 +44,8 @@ energy is ``9 fat + 4 carbohydrates + 4 protein + 2 fibre`` kcal with 3 % measur
 are rounded as on a label (energy to 1 kcal, grams to 0.1 g, salt to 0.01 g). The table holds those
 nine (``BASE_FEATURES``), then all 36 pairwise products (``fat_x_sugars``) and all 84 ternary
 products (``fat_x_sugars_x_salt``), in ``itertools.combinations`` order over ``BASE_FEATURES``:
-129 features, all float64 (``additives`` too, so that every feature has one type).
+129 features, all float64 (``additives`` too, so that every feature has one type; a CSV reader
+that infers types may read columns whose values are all whole numbers as integers).
 
 **Label.** ``healthy = 1`` when ``logit + noise > 0``, with ``noise`` ~ Logistic(0, 0.35) and::
 
