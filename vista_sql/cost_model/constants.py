@@ -1,0 +1,445 @@
+"""Every number the cost model assumes, in one place, each with where it came from.
+
+Three kinds of constant:
+
+- **Spark and library facts**: defaults and hard-coded sizes from Spark's configuration docs and
+  source (cited by class and key). They change only with the Spark version.
+- **Measured on this machine** by ``benchmarks/bench_calibration.py constants`` (each in a fresh
+  process: resident memory from ``/proc/self/status``, times with ``perf_counter``). The values in
+  this file are the fallback; ``calibration.json`` beside it, written by ``--write``, overrides them
+  and records the machine and the date.
+- **Modelling assumptions**: rates and factors not yet measured end to end, stated as such, for the
+  calibration benchmark (predicted vs measured runs) to correct.
+
+``constants()`` is what the model uses: the defaults with the calibration file applied.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field, fields, replace
+from functools import cache
+from importlib import resources
+from typing import Any
+
+MiB = 2**20
+GiB = 2**30
+
+SPARK = "Spark fact"
+MEASURED = "measured"
+ASSUMED = "assumption"
+
+
+def _c(default: float, unit: str, kind: str, source: str) -> Any:
+    return field(default=default, metadata={"unit": unit, "kind": kind, "source": source})
+
+
+@dataclass(frozen=True, slots=True)
+class CostConstants:
+    """The cost model's constants. Fields are plain numbers; ``source(name)`` says why each."""
+
+    # ---- Spark memory manager (UnifiedMemoryManager, docs: tuning.html#memory-management) ----
+    spark_reserved_bytes: float = _c(
+        300 * MiB,
+        "bytes",
+        SPARK,
+        "UnifiedMemoryManager.RESERVED_SYSTEM_MEMORY_BYTES = 300 MiB, taken off the heap before"
+        " spark.memory.fraction applies",
+    )
+    memory_fraction_default: float = _c(
+        0.6, "fraction", SPARK, "spark.memory.fraction default (configuration.html)"
+    )
+    storage_fraction_default: float = _c(
+        0.5, "fraction", SPARK, "spark.memory.storageFraction default (configuration.html)"
+    )
+    jvm_overhead_min_bytes: float = _c(
+        384 * MiB,
+        "bytes",
+        SPARK,
+        "spark.executor.memoryOverhead minimum (MEMORY_OVERHEAD_MIN = 384 MiB): Spark's own"
+        " allowance for the JVM's native memory (metaspace, code cache, thread stacks, GC, netty"
+        " direct buffers) beyond the heap",
+    )
+    jvm_overhead_factor: float = _c(
+        0.10,
+        "fraction of heap",
+        SPARK,
+        "spark.executor.memoryOverheadFactor default 0.10 (configuration.html)",
+    )
+    default_heap_bytes: float = _c(
+        1 * GiB, "bytes", SPARK, "spark.driver.memory / spark.executor.memory default 1g"
+    )
+    arrow_records_default: float = _c(
+        10_000,
+        "rows",
+        SPARK,
+        "spark.sql.execution.arrow.maxRecordsPerBatch default: rows per Arrow batch to a Python"
+        " worker (mapInPandas, pandas UDFs)",
+    )
+    columnar_batch_rows_default: float = _c(
+        10_000,
+        "rows",
+        SPARK,
+        "spark.sql.inMemoryColumnarStorage.batchSize default: rows the DataFrame cache builds in"
+        " one columnar batch, in heap, per task",
+    )
+    broadcast_threshold_default: float = _c(
+        10 * MiB, "bytes", SPARK, "spark.sql.autoBroadcastJoinThreshold default 10 MiB"
+    )
+    broadcast_max_bytes: float = _c(
+        8 * GiB,
+        "bytes",
+        SPARK,
+        "BroadcastExchangeExec refuses to broadcast a table of 8 GiB or more",
+    )
+    broadcast_driver_copies: float = _c(
+        3,
+        "copies",
+        SPARK,
+        "BroadcastExchangeExec collects the rows to the driver, builds a HashedRelation from them,"
+        " and TorrentBroadcast writes serialized pieces of it to the block manager: three copies"
+        " of the table live on the driver while the broadcast is built",
+    )
+    broadcast_executor_copies: float = _c(
+        2,
+        "copies",
+        SPARK,
+        "TorrentBroadcast on an executor fetches the serialized pieces and deserializes the"
+        " relation: two copies while reading, one after",
+    )
+    hash_relation_factor: float = _c(
+        1.5,
+        "x row bytes",
+        ASSUMED,
+        "UnsafeHashedRelation stores the UnsafeRows plus a BytesToBytesMap index (pointer array"
+        " and hash codes, load factor 0.5): about 1.5x the row bytes",
+    )
+    lbfgs_history: float = _c(
+        10,
+        "pairs",
+        SPARK,
+        "LogisticRegression.createOptimizer: BreezeLBFGS(maxIter, m = 10, tol): 10 correction"
+        " pairs of coefficient vectors on the driver",
+    )
+    logreg_max_iter_default: float = _c(100, "iterations", SPARK, "LogisticRegression maxIter")
+    tree_max_depth_default: float = _c(5, "levels", SPARK, "DecisionTree maxDepth default 5")
+    forest_trees_default: float = _c(20, "trees", SPARK, "RandomForest numTrees default 20")
+    tree_bins_default: float = _c(32, "bins", SPARK, "DecisionTree maxBins default 32")
+    mllib_block_bytes: float = _c(
+        1 * MiB,
+        "bytes",
+        SPARK,
+        "InstanceBlock.DefaultBlockSizeInMB = 1.0: linear models stack rows into 1 MiB blocks",
+    )
+    linear_input_passes: float = _c(
+        2,
+        "passes",
+        SPARK,
+        "LogisticRegression/LinearSVC.train read their input twice: once for the Summarizer"
+        " (mean, std, label histogram), once to build the standardized blocks they persist"
+        " MEMORY_AND_DISK for the iterations (LogisticRegression.scala trainImpl)",
+    )
+    tree_input_passes: float = _c(
+        2,
+        "passes",
+        SPARK,
+        "RandomForest.run reads the input to find split candidates (a sample) and to bin it"
+        " into TreePoints, which it persists MEMORY_AND_DISK",
+    )
+    evaluate_input_passes: float = _c(
+        1,
+        "passes",
+        ASSUMED,
+        "the executor scores the held-out rows once and computes every metric from those"
+        " predictions (to be kept true by physical/: three evaluators on an uncached DataFrame"
+        " would read it three times)",
+    )
+    # ---- Row formats (UnsafeRow, UnsafeArrayData, VectorUDT, CPython) ----
+    key_bytes: float = _c(
+        16,
+        "bytes",
+        SPARK,
+        "an UnsafeRow field slot (8 B) plus a short string id's variable part (8 B on average)",
+    )
+    row_header_bytes: float = _c(
+        16, "bytes", SPARK, "UnsafeRow null bitset and size word for a handful of fields"
+    )
+    binary_file_row_bytes: float = _c(
+        128,
+        "bytes",
+        SPARK,
+        "binaryFile rows carry path (a ~80 B URI string), modificationTime and length besides"
+        " the content",
+    )
+    vector_overhead_bytes: float = _c(
+        40,
+        "bytes",
+        SPARK,
+        "VectorUDT's struct (type byte, size, null indices, values array header) around a dense"
+        " vector's doubles",
+    )
+    python_object_bytes: float = _c(
+        33,
+        "bytes",
+        SPARK,
+        "sys.getsizeof(b'') == 33: each binary value becomes a CPython bytes object in pandas",
+    )
+    serialized_compression: float = _c(
+        0.7,
+        "ratio",
+        ASSUMED,
+        "lz4 (spark.rdd.compress) on serialized CNN features: post-ReLU activations hold many"
+        " zeros; to be calibrated",
+    )
+    # ---- This machine: memory (benchmarks/bench_calibration.py constants) ----
+    driver_python_bytes: float = _c(
+        150 * MiB,
+        "bytes",
+        MEASURED,
+        "peak RSS of a Python process with vista_sql, pyspark.sql, pandas and pyarrow imported",
+    )
+    python_daemon_bytes: float = _c(
+        40 * MiB,
+        "bytes",
+        MEASURED,
+        "peak RSS of a Python process with pyspark.daemon imported (the fork server of workers)",
+    )
+    python_worker_base_bytes: float = _c(
+        600 * MiB,
+        "bytes",
+        MEASURED,
+        "peak RSS of a Python process with pyspark.worker, pandas, pyarrow, TensorFlow and Keras"
+        " imported and one tiny inference run (TF runtime initialized)",
+    )
+    tf_workspace_factor: float = _c(
+        2.0,
+        "x largest activation",
+        MEASURED,
+        "resident bytes TensorFlow adds per image of a batch, over the largest activation"
+        " (Keras ResNet50, batch 16 vs 1, peak RSS)",
+    )
+    param_copies: float = _c(
+        1.0,
+        "copies",
+        ASSUMED,
+        "Keras holds one copy of the weights in its variables once built; the layer statistics'"
+        " measured peak RSS (udfs/layer_stats) includes any transient copy when present",
+    )
+    # ---- This machine: speed ----
+    inference_flops_per_core: float = _c(
+        3e10,
+        "FLOP/s",
+        MEASURED,
+        "Keras ResNet50 (random weights) inference, batch 8, one TensorFlow thread: FLOPs"
+        " counted from layer shapes (2 x MACs of Conv2D and Dense) / seconds",
+    )
+    tf_thread_scaling_exponent: float = _c(
+        0.85,
+        "exponent",
+        MEASURED,
+        "throughput with t TensorFlow threads is t**e times one thread's (ResNet50, 2 vs 1)",
+    )
+    tf_call_overhead_seconds: float = _c(
+        0.002,
+        "seconds",
+        MEASURED,
+        "one predict_on_batch call of a tiny Keras model: the fixed cost per batch",
+    )
+    python_worker_start_seconds: float = _c(
+        4.0,
+        "seconds",
+        MEASURED,
+        "importing pyspark.worker, pandas, pyarrow, TensorFlow and Keras in a fresh process",
+    )
+    model_build_seconds_per_param_byte: float = _c(
+        1e-8,
+        "s/byte",
+        MEASURED,
+        "building Keras ResNet50 with random weights, seconds per parameter byte",
+    )
+    decode_seconds_per_jpeg_byte: float = _c(
+        5e-8,
+        "s/byte",
+        MEASURED,
+        "Pillow decode + RGB of a 500x375 quality-90 JPEG, per compressed byte",
+    )
+    resize_seconds_per_output_pixel: float = _c(
+        2e-8,
+        "s/pixel",
+        MEASURED,
+        "Pillow bilinear resize to 224x224 plus float32 BGR mean subtraction, per output pixel",
+    )
+    # ---- Spark speed: assumptions until the calibration benchmark runs plans ----
+    gpu_flops: float = _c(
+        1e13, "FLOP/s", ASSUMED, "sustained CNN inference on one data-center GPU (fp32)"
+    )
+    gpu_runtime_bytes: float = _c(
+        512 * MiB, "bytes", ASSUMED, "CUDA context and cuDNN handles per TensorFlow process"
+    )
+    scan_seconds_per_byte: float = _c(
+        2e-9, "s/byte", ASSUMED, "binaryFile read from local disk or page cache, per core"
+    )
+    file_open_seconds: float = _c(
+        2e-4, "seconds", ASSUMED, "opening one small file in a binaryFile scan (local fs)"
+    )
+    parquet_seconds_per_byte: float = _c(
+        5e-9, "s/byte", ASSUMED, "Parquet decode to rows, per core"
+    )
+    text_seconds_per_byte: float = _c(
+        3e-8, "s/byte", ASSUMED, "CSV/JSON parse with a given schema, per core"
+    )
+    arrow_seconds_per_byte: float = _c(
+        2e-9,
+        "s/byte",
+        ASSUMED,
+        "JVM rows -> Arrow -> pandas and back, per byte crossing to a Python worker",
+    )
+    row_copy_seconds_per_byte: float = _c(
+        5e-10, "s/byte", ASSUMED, "copying UnsafeRow bytes in a projection or join output"
+    )
+    hash_probe_seconds_per_row: float = _c(
+        1e-7, "seconds", ASSUMED, "probing a HashedRelation per streamed row"
+    )
+    broadcast_build_seconds_per_byte: float = _c(
+        1e-8,
+        "s/byte",
+        ASSUMED,
+        "collect, hash-build and serialize a broadcast table on the driver (single thread)",
+    )
+    shuffle_seconds_per_byte: float = _c(
+        1e-8,
+        "s/byte",
+        ASSUMED,
+        "shuffle write (serialize, lz4, local disk) and read back, per byte, per core",
+    )
+    sort_seconds_per_row: float = _c(
+        1e-7, "seconds", ASSUMED, "sort-merge join: sorting and merging, per row"
+    )
+    disk_seconds_per_byte: float = _c(
+        5e-9, "s/byte", ASSUMED, "local disk write or read (spill, DISK_ONLY), per byte"
+    )
+    cache_write_seconds_per_byte: float = _c(
+        1e-9, "s/byte", ASSUMED, "building in-memory columnar batches (DataFrame cache)"
+    )
+    cache_read_seconds_per_byte: float = _c(
+        5e-10, "s/byte", ASSUMED, "reading cached columnar batches back to rows"
+    )
+    serialize_seconds_per_byte: float = _c(
+        4e-9,
+        "s/byte",
+        ASSUMED,
+        "Java serialization plus lz4 of cached batches (_SER levels), each way",
+    )
+    assemble_seconds_per_value: float = _c(
+        5e-9, "seconds", ASSUMED, "array<float> to vector conversion and concatenation per value"
+    )
+    jvm_flops_per_core: float = _c(
+        1e9,
+        "FLOP/s",
+        ASSUMED,
+        "MLlib's Java BLAS (dev.ludovic.netlib) on dense double blocks, per core",
+    )
+    task_overhead_seconds: float = _c(
+        0.005, "seconds", ASSUMED, "scheduling and launching one Spark task in local mode"
+    )
+    job_overhead_seconds: float = _c(
+        0.1, "seconds", ASSUMED, "one Spark job (DAG scheduling, stage submission, results)"
+    )
+    # ---- Choices the optimizer makes with fixed rules ----
+    os_reserve_fraction: float = _c(
+        0.10,
+        "fraction",
+        ASSUMED,
+        "memory left to the OS, other processes, page cache and estimation error",
+    )
+    os_reserve_min_bytes: float = _c(
+        512 * MiB, "bytes", ASSUMED, "the least memory left to the OS and other processes"
+    )
+    heap_headroom: float = _c(
+        1.25,
+        "x live data",
+        ASSUMED,
+        "a JVM heap is sized 25% above the live data the plan keeps in it, so that GC is not"
+        " thrashing near -Xmx",
+    )
+    broadcast_fraction_of_storage: float = _c(
+        0.25,
+        "fraction",
+        ASSUMED,
+        "broadcast the structured table only when its hash relation fits in a quarter of one"
+        " executor's unified memory (Spark's fixed 10 MiB threshold ignores the heap)",
+    )
+    arrow_batch_multiple: float = _c(
+        4,
+        "TF batches",
+        ASSUMED,
+        "rows per Arrow batch = 4 TF batches: amortizes the JVM/Python round trip while keeping"
+        " the per-task buffers a small multiple of the TF batch",
+    )
+    cache_batch_target_bytes: float = _c(
+        64 * MiB,
+        "bytes",
+        ASSUMED,
+        "spark.sql.inMemoryColumnarStorage.batchSize is lowered so that one task's columnar batch"
+        " being built stays near 64 MiB (Spark's 10,000 rows of fc6 features are 160 MiB)",
+    )
+    pool_seconds_per_value: float = _c(
+        2e-9, "seconds", ASSUMED, "pooling a convolutional activation, per input value"
+    )
+    partitions_per_slot: float = _c(
+        2, "tasks", ASSUMED, "at least two tasks per task slot, for load balance"
+    )
+    partition_target_bytes: float = _c(
+        128 * MiB,
+        "bytes",
+        SPARK,
+        "spark.sql.files.maxPartitionBytes default: the size one task is meant to handle",
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Provenance:
+    """Where one constant came from."""
+
+    name: str
+    unit: str
+    kind: str
+    source: str
+
+
+def provenance(consts: CostConstants | None = None) -> tuple[Provenance, ...]:
+    """Every constant's unit and source, in declaration order (measured ones name the machine)."""
+    calibration = _calibration()
+    where = ""
+    if calibration is not None:
+        where = f" (on {calibration.get('machine', '?')}, {calibration.get('measured_at', '?')})"
+    result = []
+    for f in fields(CostConstants):
+        kind = f.metadata["kind"]
+        measured = calibration is not None and f.name in calibration.get("values", {})
+        source = f.metadata["source"] + (where if measured else "")
+        if kind == MEASURED and not measured:
+            source += " (not yet measured here: built-in fallback)"
+        result.append(Provenance(f.name, f.metadata["unit"], kind, source))
+    return tuple(result)
+
+
+@cache
+def _calibration() -> dict[str, Any] | None:
+    try:
+        text = resources.files(__package__).joinpath("calibration.json").read_text()
+    except FileNotFoundError:
+        return None
+    document: dict[str, Any] = json.loads(text)
+    return document
+
+
+@cache
+def constants() -> CostConstants:
+    """The defaults above with ``calibration.json``'s measured values applied."""
+    calibration = _calibration()
+    if calibration is None:
+        return CostConstants()
+    known = {f.name for f in fields(CostConstants)}
+    values = {k: float(v) for k, v in calibration.get("values", {}).items() if k in known}
+    return replace(CostConstants(), **values)

@@ -1,0 +1,638 @@
+"""The memory of one worker node, region by region, and whether a plan fits in it.
+
+A node runs (in local mode, all in one machine):
+
+- **OS and other processes** (``os_reserve``): kept free for the kernel, page cache, other
+  processes and estimation error.
+- **The driver's Python process** (``driver_python``): the user's interpreter running vista_sql
+  and PySpark's py4j client. In local mode it shares the node.
+- **The JVM heap** (``jvm_heap``, -Xmx = spark.driver.memory in local mode, where the driver IS
+  the executor and ``local[N]`` runs N task slots in that one JVM; spark.executor.memory on a
+  cluster). Spark's UnifiedMemoryManager splits it:
+  - ``spark_reserved``: 300 MiB for Spark's own objects;
+  - ``user_memory``: (heap - 300 MiB) x (1 - spark.memory.fraction), objects Spark does not track:
+    the columnar batches the DataFrame cache builds before storing them
+    (spark.sql.inMemoryColumnarStorage.batchSize rows per task), MLlib's per-task gradient
+    aggregators and, on the driver, the rows a broadcast collects and the L-BFGS history;
+  - ``unified_memory``: (heap - 300 MiB) x spark.memory.fraction, shared by storage (cached
+    blocks, broadcast relations) and execution (shuffle and sort buffers). Cached blocks and
+    shuffles spill to disk when it is full (MEMORY_AND_DISK), which costs time, not a crash; a
+    broadcast relation cannot spill while tasks probe it.
+- **JVM native memory** (``jvm_overhead``): metaspace, code cache, thread stacks, GC structures,
+  netty buffers, sized as Spark sizes it (spark.executor.memoryOverhead: max(384 MiB, 10% heap)).
+- **Arrow buffers** (``arrow_buffers``): the JVM's off-heap Arrow vectors of the batches sent to
+  and read back from Python workers (maxRecordsPerBatch rows each way, per task).
+- **The PySpark daemon** and **Python workers** (``python_workers``): one worker process per
+  concurrently running task (spark.python.worker.reuse keeps them alive between tasks), each with
+  the interpreter and TensorFlow runtime, the partial CNN's parameters, TensorFlow's activations
+  at the batch size (x a workspace factor), the decoded image batch, and the Arrow/pandas copies
+  of its input and output batches. This memory is outside the JVM heap, so no Spark setting bounds
+  it: a heap sized "per the Spark guides" to most of the machine leaves too little for the
+  TensorFlow processes, which is what crashed the VISTA paper's Naive runs.
+
+A plan **fits** when every region stays within its limit: the sum of the node's regions within the
+node's memory, user memory within its share of the heap, pinned storage within unified memory,
+and, with a GPU, the workers' models and activations within GPU memory. The heap is itself chosen
+here: large enough for what the plan keeps in it (with headroom for the garbage collector), and
+no larger than what the Python workers leave.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Literal
+
+from vista_sql.cost_model.config import Choice
+from vista_sql.cost_model.constants import CostConstants
+from vista_sql.cost_model.estimate import (
+    ABSENT,
+    ZERO,
+    Estimate,
+    format_bytes,
+    largest,
+    total,
+)
+from vista_sql.cost_model.facts import DOUBLE_BYTES, InferFacts, NodeFacts, PlanFacts
+from vista_sql.cost_model.resources import Resources
+from vista_sql.logical.plan import Decode, Infer, Join, Persist, TableScan, Train
+
+MiB = 2**20
+PARQUET_BATCH_ROWS = 4096
+"""spark.sql.parquet.columnarReaderBatchSize default: rows a Parquet scan decodes at once."""
+TREE_AGGREGATE_BYTES = 256 * MiB
+"""DecisionTree maxMemoryInMB default (256): histogram aggregates per task per iteration."""
+
+FitStatus = Literal["fits", "unknown", "does_not_fit"]
+
+
+@dataclass(frozen=True, slots=True)
+class Region:
+    """One named region of a node's memory at the plan's peak."""
+
+    name: str
+    need: Estimate
+    limit: float | None
+    """Its own bound (user memory, unified memory, GPU, the node); None: bounded by its parent."""
+    parent: str | None
+    detail: str
+
+    @property
+    def label(self) -> str:
+        return self.name.replace("_", " ")
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "name": self.name,
+            "need": self.need.to_json(),
+            "limit": self.limit,
+            "parent": self.parent,
+            "detail": self.detail,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Fit:
+    """Whether a plan fits; when not, the region that overflows and by how much."""
+
+    status: FitStatus
+    region: str | None = None
+    needed: float | None = None
+    available: float | None = None
+    detail: str = ""
+
+    def describe(self) -> str:
+        if self.status == "fits":
+            return "fits"
+        if self.status == "unknown":
+            return f"may not fit: {self.detail}"
+        assert self.needed is not None and self.available is not None and self.region
+        return (
+            f"does not fit: needs {format_bytes(self.needed)}, has"
+            f" {format_bytes(self.available)} ({self.region.replace('_', ' ')}"
+            f"{': ' + self.detail if self.detail else ''})"
+        )
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "status": self.status,
+            "region": self.region,
+            "needed": self.needed,
+            "available": self.available,
+            "detail": self.detail,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class MemoryModel:
+    """A plan's memory on its busiest node under one choice, and the heap chosen for it."""
+
+    regions: tuple[Region, ...]
+    fit: Fit
+    heap_bytes: int
+    driver_heap_bytes: int
+    peak: Estimate
+    """Resident memory of the whole process tree on the node at the peak (no OS reserve)."""
+    storage_capacity: float
+    """Unified memory left for cached blocks once broadcasts are pinned."""
+    cache_peak: Estimate
+    """Largest set of cached bytes (persisted layers and MLlib's training blocks) at once."""
+    spill_fraction: Estimate
+    """Share of cached bytes that Spark keeps on disk because storage memory is full."""
+    execution_per_task: float
+    """Execution memory one task can use for shuffle and sort buffers before spilling."""
+    task_memory: tuple[tuple[int, Estimate], ...]
+    """Per operator (by its number): memory one task holds while computing it."""
+    broadcast_bytes: Estimate
+    """Bytes of the structured table a broadcast collects (for spark.driver.maxResultSize)."""
+
+    def region(self, name: str) -> Region:
+        return next(r for r in self.regions if r.name == name)
+
+    def task_memory_of(self, number: int) -> Estimate:
+        return next((m for n, m in self.task_memory if n == number), ABSENT)
+
+
+def os_reserve(memory: float, consts: CostConstants) -> float:
+    """Memory left to the OS: a fraction with a floor (grows slower than memory: monotone fit)."""
+    return min(memory, max(consts.os_reserve_min_bytes, consts.os_reserve_fraction * memory))
+
+
+def jvm_overhead(heap: float, consts: CostConstants) -> float:
+    """Spark's allowance for the JVM's native memory beyond the heap."""
+    return max(consts.jvm_overhead_min_bytes, consts.jvm_overhead_factor * heap)
+
+
+def max_heap(available: float, consts: CostConstants) -> float:
+    """The largest heap whose JVM (heap + native overhead) fits in ``available`` bytes."""
+    switch = consts.jvm_overhead_min_bytes / consts.jvm_overhead_factor
+    proportional = available / (1 + consts.jvm_overhead_factor)
+    if proportional >= switch:
+        return proportional
+    return max(0.0, min(available - consts.jvm_overhead_min_bytes, switch))
+
+
+def worker_bytes(infer: InferFacts, choice: Choice, consts: CostConstants, gpu: bool) -> Estimate:
+    """One Python worker's resident memory while running this inference.
+
+    From the catalog's measured peak RSS (inferring from the image to the top output) when there
+    is one, moved to this batch size by the activation bytes; else from its parts: the TF runtime
+    base, the partial model's parameters, the activations at the batch size. Plus the batch
+    buffers the measurement does not include: the decoded images (uint8 and float32) and the
+    Arrow/pandas copies of maxRecordsPerBatch rows in and out.
+    """
+    batch = choice.batch_size
+    per_image = infer.activation_bytes * consts.tf_workspace_factor
+    decoded = Estimate.exact(batch * infer.input_pixels * 3 * 5 if infer.decodes else 0)
+    object_bytes = consts.python_object_bytes if infer.decodes else 0
+    arrow_in = (infer.input_bytes + object_bytes) * (2 * choice.arrow_rows)
+    arrow_out = infer.output_bytes * (2 * choice.arrow_rows)
+    buffers = decoded + arrow_in + arrow_out
+    if gpu:
+        return (consts.python_worker_base_bytes + buffers).inexact_()
+    measured_batch = infer.measured_batch
+    usable = batch == measured_batch or per_image.known
+    if infer.measured_rss.known and measured_batch is not None and usable:
+        moved = infer.measured_rss.lower_bound + per_image.lower_bound * (batch - measured_batch)
+        return Estimate.inexact(max(moved, consts.python_worker_base_bytes)) + buffers
+    params = infer.param_bytes * consts.param_copies
+    return (consts.python_worker_base_bytes + params + per_image * batch + buffers).inexact_()
+
+
+def gpu_bytes(infer: InferFacts, choice: Choice, consts: CostConstants) -> Estimate:
+    """One worker's GPU memory: CUDA context, the model, activations at the batch size."""
+    activations = infer.activation_bytes * (choice.batch_size * consts.tf_workspace_factor)
+    return consts.gpu_runtime_bytes + infer.param_bytes * consts.param_copies + activations
+
+
+def stored_bytes(facts: NodeFacts, level: str, consts: CostConstants) -> Estimate:
+    """Bytes a persisted DataFrame occupies in memory at ``level`` (0 on disk only)."""
+    if level == "disk":
+        return ZERO
+    if level == "serialized":
+        return facts.bytes * consts.serialized_compression
+    return facts.bytes
+
+
+def training_blocks(facts: NodeFacts) -> Estimate:
+    """MLlib's persisted training data (MEMORY_AND_DISK): dense double blocks for linear models,
+    binned integer features (TreePoint) for trees, of the training rows."""
+    model = facts.model
+    if model is None:
+        return ZERO
+    per_value = 4 if model.name in ("decision_tree", "random_forest", "gbt") else DOUBLE_BYTES
+    return facts.rows * ((model.values + 1) * per_value)
+
+
+def known_sum(parts: list[Estimate]) -> float:
+    """What parts certainly add up to: the sum of the known ones."""
+    return sum(part.lower_bound for part in parts)
+
+
+@dataclass(frozen=True, slots=True)
+class Needs:
+    """What a plan under one choice needs on its busiest node, whatever memory it has."""
+
+    task_memory: dict[int, Estimate]
+    per_worker: Estimate
+    workers: Estimate
+    daemon: Estimate
+    arrow: Estimate
+    driver_python: Estimate
+    builders: Estimate
+    aggregators: Estimate
+    table: Estimate
+    """Bytes of the structured table a broadcast collects (zero without a broadcast)."""
+    pinned: Estimate
+    driver_user: Estimate
+    user_need: Estimate
+    user_detail: str
+    cache_peak: Estimate
+    exec_want: Estimate
+    hard: float
+    """The smallest heap that holds what must be in it (with GC headroom)."""
+    want: float
+    """The heap that also holds every cached block and shuffle buffer without spilling."""
+    has_python: bool
+
+    @property
+    def outside(self) -> list[Estimate]:
+        """Node memory outside the JVM."""
+        return [self.driver_python, self.daemon, self.workers, self.arrow]
+
+
+def needs(facts: PlanFacts, choice: Choice, resources: Resources, consts: CostConstants) -> Needs:
+    """Every region's need for this plan and choice (see the module docstring)."""
+    local = resources.nodes == 1
+    slots = choice.executor_cores
+    gpu = resources.gpu_memory_bytes is not None
+    infers = [(f, f.infer) for f in facts.nodes if f.infer is not None and f.passes > 0]
+    task_memory: dict[int, Estimate] = {}
+
+    # Python workers: one per task slot; a reused worker keeps only its latest model.
+    for f, infer in infers:
+        task_memory[f.number] = worker_bytes(infer, choice, consts, gpu)
+    per_worker = largest(task_memory[f.number] for f, _ in infers)
+    workers = per_worker * slots if infers else ZERO
+    daemon = Estimate.inexact(consts.python_daemon_bytes) if infers else ZERO
+    arrow = largest(
+        (infer.input_bytes + infer.output_bytes) * (choice.arrow_rows * slots)
+        for _, infer in infers
+    )
+    driver_python = Estimate.inexact(consts.driver_python_bytes) if local else ZERO
+
+    # User memory: heap objects Spark does not track, per task and (local mode) on the driver.
+    for p in facts.kind(Persist):
+        task_memory[p.number] = p.row_bytes * (2 * choice.cache_rows)
+    builders = largest(task_memory[p.number] for p in facts.kind(Persist))
+    trains = facts.kind(Train)
+    for t in trains:
+        task_memory[t.number] = _aggregator_bytes(t, consts)
+    aggregators = largest(task_memory[t.number] for t in trains)
+    joins = facts.kind(Join)
+    broadcast = choice.join == "broadcast" and bool(joins)
+    table = largest(_right_side(facts, j).bytes for j in joins) if broadcast else ZERO
+    relation = table * consts.hash_relation_factor
+    lbfgs = largest(_lbfgs_bytes(t, consts) for t in trains)
+    driver_user = table * (consts.broadcast_driver_copies - 1) + lbfgs
+    executor_user = (builders + aggregators) * slots
+    if local:
+        user_need = executor_user + driver_user
+        user_detail = (
+            f"per task x {slots}: cache batch builder {builders.format('bytes')}, MLlib"
+            f" aggregator {aggregators.format('bytes')}; driver: broadcast rows"
+            f" {(table * (consts.broadcast_driver_copies - 1)).format('bytes')},"
+            f" L-BFGS {lbfgs.format('bytes')}"
+        )
+    else:
+        user_need = executor_user + table * (consts.broadcast_executor_copies - 1)
+        user_detail = (
+            f"per task x {slots}: cache batch builder {builders.format('bytes')}, MLlib"
+            f" aggregator {aggregators.format('bytes')}; broadcast pieces"
+        )
+
+    # Unified memory: pinned broadcast relations; cached blocks and shuffle buffers spill.
+    pinned = relation
+    cache_peak = _cache_peak(facts, choice, consts, resources.nodes)
+    for j in joins:
+        task_memory[j.number] = relation if broadcast else _shuffle_task_bytes(facts, j, choice)
+    shuffle_task = largest(_shuffle_task_bytes(facts, j, choice) for j in joins)
+    exec_want = shuffle_task * slots if joins and not broadcast else ZERO
+    for f in facts.nodes:
+        task_memory.setdefault(f.number, _small_task_memory(f, choice))
+
+    # The heap: what must fit (hard), what the plan would like (want), what is left (cap).
+    fraction = choice.memory_fraction
+    reserved = consts.spark_reserved_bytes
+    headroom = consts.heap_headroom
+    # A broadcast relation must fit comfortably: in a fraction of unified memory, as Spark's
+    # size threshold intends, so that caching and execution still have room beside it.
+    comfortable = pinned.lower_bound / (fraction * consts.broadcast_fraction_of_storage)
+    hard = reserved + headroom * max(user_need.lower_bound / (1 - fraction), comfortable)
+    hard = max(hard, 1.5 * reserved)
+    wanted_unified = known_sum([pinned, cache_peak, exec_want])
+    want = max(
+        consts.default_heap_bytes,
+        reserved
+        + headroom * max(user_need.lower_bound / (1 - fraction), wanted_unified / fraction),
+    )
+    return Needs(
+        task_memory=task_memory,
+        per_worker=per_worker,
+        workers=workers,
+        daemon=daemon,
+        arrow=arrow,
+        driver_python=driver_python,
+        builders=builders,
+        aggregators=aggregators,
+        table=table,
+        pinned=pinned,
+        driver_user=driver_user,
+        user_need=user_need,
+        user_detail=user_detail,
+        cache_peak=cache_peak,
+        exec_want=exec_want,
+        hard=hard,
+        want=want,
+        has_python=bool(infers),
+    )
+
+
+def node_memory_for(heap: float, need: Needs, consts: CostConstants) -> float:
+    """The node memory a heap of ``heap`` bytes needs besides the OS reserve (known parts)."""
+    return known_sum(need.outside) + heap + jvm_overhead(heap, consts)
+
+
+def minimum_memory(
+    need: Needs, choice: Choice, resources: Resources, consts: CostConstants
+) -> float:
+    """The least node memory under which this choice fits (inf when no memory would: GPU).
+
+    The heap is then its hard need; memory must cover the node's parts plus the OS reserve,
+    ``M - max(min_reserve, fraction x M) >= parts``.
+    """
+    heap = math.ceil(need.hard / MiB) * MiB
+    parts = node_memory_for(heap, need, consts)
+    memory = max(parts + consts.os_reserve_min_bytes, parts / (1 - consts.os_reserve_fraction))
+    if resources.nodes > 1:
+        driver_heap, _, _ = _driver(need.driver_user, math.inf, 0.0, consts, choice.memory_fraction)
+        driver = consts.driver_python_bytes + driver_heap + jvm_overhead(driver_heap, consts)
+        memory = max(
+            memory, driver + consts.os_reserve_min_bytes, driver / (1 - consts.os_reserve_fraction)
+        )
+    return memory
+
+
+def memory_model(
+    facts: PlanFacts, choice: Choice, resources: Resources, consts: CostConstants
+) -> MemoryModel:
+    """The regions of the busiest node's memory for this plan and choice, and the fit."""
+    need = needs(facts, choice, resources, consts)
+    local = resources.nodes == 1
+    slots = choice.executor_cores
+    gpu = resources.gpu_memory_bytes is not None
+    task_memory = need.task_memory
+    per_worker, workers, daemon, arrow = need.per_worker, need.workers, need.daemon, need.arrow
+    driver_python = need.driver_python
+    pinned, user_need, user_detail = need.pinned, need.user_need, need.user_detail
+    cache_peak, exec_want, hard, want = need.cache_peak, need.exec_want, need.hard, need.want
+    driver_user, table = need.driver_user, need.table
+    fraction = choice.memory_fraction
+    reserved = consts.spark_reserved_bytes
+    infers = need.has_python
+    memory = float(resources.memory_bytes)
+    reserve = os_reserve(memory, consts)
+    outside = [driver_python, daemon, workers, arrow]
+    cap = max_heap(memory - reserve - known_sum(outside), consts)
+    heap = max(math.floor(min(want, cap) / MiB), math.ceil(hard / MiB)) * MiB
+    overhead = jvm_overhead(heap, consts)
+    node_parts = [*outside, Estimate.inexact(heap + overhead)]
+    node_need = total(node_parts)
+    node_lower = known_sum(node_parts) + reserve
+
+    unified_limit = (heap - reserved) * fraction
+    user_limit = (heap - reserved) * (1 - fraction)
+    storage_capacity = max(0.0, unified_limit - pinned.lower_bound)
+    spill = _spill(cache_peak, storage_capacity)
+    protected = min(cache_peak.lower_bound, unified_limit * choice.storage_fraction)
+    execution_per_task = max(0.0, unified_limit - pinned.lower_bound - protected) / slots
+
+    regions = [
+        Region(
+            "os_reserve",
+            Estimate.inexact(reserve),
+            None,
+            "node",
+            f"{consts.os_reserve_fraction:.0%} of memory, at least"
+            f" {format_bytes(consts.os_reserve_min_bytes)}",
+        ),
+        Region("driver_python", driver_python, None, "node", "vista_sql and the py4j client"),
+        Region(
+            "jvm_heap",
+            Estimate.inexact(heap),
+            None,
+            "node",
+            f"needs {format_bytes(hard)}, wants {format_bytes(want)}, at most {format_bytes(cap)}",
+        ),
+        Region("spark_reserved", Estimate.exact(reserved), None, "jvm_heap", "Spark's own objects"),
+        Region("user_memory", user_need, user_limit, "jvm_heap", user_detail),
+        Region(
+            "unified_memory",
+            pinned + cache_peak + exec_want,
+            unified_limit,
+            "jvm_heap",
+            f"broadcast relation {pinned.format('bytes')} (pinned); cached"
+            f" {cache_peak.format('bytes')} ({_percent(spill)} spills to disk); shuffle"
+            f" buffers {exec_want.format('bytes')}",
+        ),
+        Region(
+            "jvm_overhead",
+            Estimate.inexact(overhead),
+            None,
+            "node",
+            "metaspace, code cache, threads, GC, netty: max(384 MiB, 10% of heap)",
+        ),
+        Region(
+            "arrow_buffers",
+            arrow,
+            None,
+            "node",
+            f"off-heap Arrow batches of {choice.arrow_rows} rows in and out, per task x {slots}",
+        ),
+        Region("python_daemon", daemon, None, "node", "pyspark.daemon, which forks the workers"),
+        Region(
+            "python_workers",
+            workers,
+            None,
+            "node",
+            f"{slots} x {per_worker.format('bytes')}: TF runtime, partial model, batch"
+            f" {choice.batch_size}, Arrow batches"
+            if infers
+            else "no Python stage",
+        ),
+        Region("node", node_need + reserve, memory, None, resources.describe()),
+    ]
+    if node_lower > memory:
+        workers_dominate = workers.lower_bound >= heap
+        fit = Fit(
+            "does_not_fit",
+            "python_workers" if workers_dominate else "jvm_heap",
+            node_lower,
+            memory,
+            f"{slots} x {per_worker.format('bytes')}"
+            if workers_dominate
+            else f"heap needs {format_bytes(hard)}",
+        )
+    elif user_need.lower_bound > user_limit:
+        fit = Fit("does_not_fit", "user_memory", user_need.lower_bound, user_limit)
+    elif pinned.lower_bound > unified_limit:
+        fit = Fit("does_not_fit", "unified_memory", pinned.lower_bound, unified_limit)
+    elif not node_need.known or not user_need.known or not pinned.known:
+        fit = Fit("unknown", detail="a statistic the memory model needs is not measured")
+    else:
+        fit = Fit("fits")
+
+    driver_heap = heap
+    if not local:
+        driver_heap, driver_region, driver_fit = _driver(
+            driver_user, memory, reserve, consts, fraction
+        )
+        regions.append(driver_region)
+        if driver_fit is not None and fit.status != "does_not_fit":
+            fit = driver_fit
+    if gpu and infers:
+        per_gpu = largest(
+            gpu_bytes(f.infer, choice, consts)
+            for f in facts.nodes
+            if f.infer is not None and f.passes > 0
+        )
+        gpu_need = per_gpu * slots
+        limit = float(resources.gpu_memory_bytes or 0)
+        regions.append(
+            Region(
+                "gpu", gpu_need, limit, None, f"{slots} x {per_gpu.format('bytes')}: model, batch"
+            )
+        )
+        if gpu_need.lower_bound > limit and fit.status != "does_not_fit":
+            fit = Fit("does_not_fit", "gpu", gpu_need.lower_bound, limit, f"{slots} TF processes")
+        elif not gpu_need.known and fit.status == "fits":
+            fit = Fit("unknown", "gpu", None, limit, "GPU memory needs statistics not measured")
+    return MemoryModel(
+        regions=tuple(regions),
+        fit=fit,
+        heap_bytes=heap,
+        driver_heap_bytes=driver_heap,
+        peak=node_need.inexact_() if node_need.known else ABSENT,
+        storage_capacity=storage_capacity,
+        cache_peak=cache_peak,
+        spill_fraction=spill,
+        execution_per_task=execution_per_task,
+        task_memory=tuple(sorted(task_memory.items())),
+        broadcast_bytes=table,
+    )
+
+
+def _driver(
+    need: Estimate, memory: float, reserve: float, consts: CostConstants, fraction: float
+) -> tuple[int, Region, Fit | None]:
+    """On a cluster the driver runs on its own machine (same memory assumed): its heap holds the
+    broadcast build and the optimizer state."""
+    reserved = consts.spark_reserved_bytes
+    wanted = reserved + consts.heap_headroom * need.lower_bound / (1 - fraction)
+    heap = math.ceil(max(consts.default_heap_bytes, wanted) / MiB) * MiB
+    used = consts.driver_python_bytes + heap + jvm_overhead(heap, consts)
+    region = Region(
+        "driver",
+        Estimate.inexact(used) if need.known else ABSENT,
+        memory - reserve,
+        None,
+        f"driver machine: heap {format_bytes(heap)} for broadcast build and L-BFGS"
+        f" ({need.format('bytes')}), Python {format_bytes(consts.driver_python_bytes)}",
+    )
+    fit = None
+    if used + reserve > memory:
+        fit = Fit("does_not_fit", "driver", used + reserve, memory, "")
+    return heap, region, fit
+
+
+def _percent(estimate: Estimate) -> str:
+    if estimate.value is None:
+        return "?"
+    return f"{estimate.precision.value}{estimate.value:.0%}"
+
+
+def _spill(cache: Estimate, capacity: float) -> Estimate:
+    if not cache.known:
+        return ABSENT
+    assert cache.value is not None
+    if cache.value <= capacity or cache.value == 0:
+        return Estimate.inexact(0)
+    return Estimate.inexact((cache.value - capacity) / cache.value)
+
+
+def _right_side(facts: PlanFacts, join: NodeFacts) -> NodeFacts:
+    """The structured side of a join (the one that reads the table): the broadcast candidate."""
+    assert isinstance(join.node, Join)
+    right = facts.of(join.node.right)
+    left = facts.of(join.node.left)
+    if any(isinstance(n, TableScan) for n in join.node.left.walk()) and not any(
+        isinstance(n, TableScan) for n in join.node.right.walk()
+    ):
+        return left
+    return right
+
+
+def _shuffle_task_bytes(facts: PlanFacts, join: NodeFacts, choice: Choice) -> Estimate:
+    """Bytes one task sorts in a sort-merge join: both sides' partition."""
+    assert isinstance(join.node, Join)
+    both = facts.of(join.node.left).bytes + facts.of(join.node.right).bytes
+    return both / choice.partitions
+
+
+def _aggregator_bytes(train: NodeFacts, consts: CostConstants) -> Estimate:
+    model = train.model
+    if model is None:
+        return ZERO
+    if model.name in ("decision_tree", "random_forest", "gbt"):
+        return Estimate.inexact(TREE_AGGREGATE_BYTES)
+    sets = model.classes.map(lambda k: 1 if k <= 2 else k)
+    gradient = (model.values + 1) * sets * DOUBLE_BYTES
+    return gradient * 2 + 2 * consts.mllib_block_bytes
+
+
+def _lbfgs_bytes(train: NodeFacts, consts: CostConstants) -> Estimate:
+    """The driver's optimizer state: 2m history vectors plus a few working vectors."""
+    model = train.model
+    if model is None:
+        return ZERO
+    sets = model.classes.map(lambda k: 1 if k <= 2 else k)
+    return (model.values + 1) * sets * (DOUBLE_BYTES * (2 * consts.lbfgs_history + 6))
+
+
+def _cache_peak(facts: PlanFacts, choice: Choice, consts: CostConstants, nodes: int) -> Estimate:
+    """Largest cached set on one node over the branches, run in order: every persisted
+    DataFrame alive from its first to its last using branch, plus the branch's training blocks."""
+    persists = facts.kind(Persist)
+    trains = facts.kind(Train)
+    branch_count = max((max(f.branches, default=0) for f in facts.nodes), default=0) + 1
+    peak = ZERO
+    for branch in range(branch_count):
+        live = [
+            stored_bytes(p, choice.persist, consts)
+            for p in persists
+            if p.branches and min(p.branches) <= branch <= max(p.branches)
+        ]
+        blocks = [training_blocks(t) for t in trains if branch in t.branches]
+        peak = largest([peak, total(live + blocks) / nodes])
+    return peak
+
+
+def _small_task_memory(f: NodeFacts, choice: Choice) -> Estimate:
+    """Operators that stream rows hold about one batch of them per task."""
+    if isinstance(f.node, TableScan):
+        return f.row_bytes * PARQUET_BATCH_ROWS
+    if isinstance(f.node, Decode):
+        return f.row_bytes * choice.batch_size
+    if isinstance(f.node, Infer):
+        return ABSENT
+    return f.row_bytes * 2

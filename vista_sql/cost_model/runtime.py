@@ -1,0 +1,293 @@
+"""How long a plan takes under one choice: every operator's time, times how often it runs.
+
+Each operator's work is counted in core-seconds from the constants (FLOPs over a measured FLOP
+rate for inference and training, bytes over per-byte costs for decoding, Arrow transfer, joins,
+shuffles and persistence), then spread over the task slots in waves: ``ceil(partitions / slots)``
+rounds of ``work / partitions`` each, plus a fixed cost per task. Running more tasks than cores,
+or more TensorFlow threads than a slot's share of the cores, slows each task down in proportion.
+
+An operator runs once per pass (``facts.passes``): a plan that does not persist shared work pays
+for it again on every read, including the second read of MLlib's training pass and the evaluation.
+Spilled cached data is read from disk on every pass, and the training blocks MLlib spills are read
+from disk on every iteration.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from vista_sql.cost_model.config import Choice
+from vista_sql.cost_model.constants import CostConstants
+from vista_sql.cost_model.estimate import ZERO, Estimate, total
+from vista_sql.cost_model.facts import DOUBLE_BYTES, NodeFacts, PlanFacts
+from vista_sql.cost_model.memory import MemoryModel, stored_bytes, training_blocks
+from vista_sql.cost_model.resources import Resources
+from vista_sql.logical.plan import (
+    Assemble,
+    Decode,
+    Evaluate,
+    ImageScan,
+    Infer,
+    Join,
+    Persist,
+    Pool,
+    TableScan,
+    Train,
+)
+
+STEPS = (
+    "startup",
+    "scan",
+    "decode",
+    "inference",
+    "join",
+    "persist",
+    "assemble",
+    "train",
+    "evaluate",
+)
+"""The stages EXPLAIN COST breaks a plan's time into, in pipeline order."""
+
+EVALUATION_JOBS = 3
+"""Accuracy, F1 and AUC: one job each over the held-out predictions."""
+
+
+@dataclass(frozen=True, slots=True)
+class OperatorTime:
+    """One operator's time: per computation, how many computations, and in all."""
+
+    number: int
+    step: str
+    once: Estimate
+    passes: float
+    total: Estimate
+
+
+@dataclass(frozen=True, slots=True)
+class RuntimeModel:
+    """A plan's estimated time under one choice."""
+
+    operators: tuple[OperatorTime, ...]
+    startup: Estimate
+    total: Estimate
+
+    def by_step(self) -> tuple[tuple[str, Estimate], ...]:
+        """Total seconds per stage, in pipeline order, stages with no operator left out."""
+        sums: dict[str, list[Estimate]] = {"startup": [self.startup]}
+        for op in self.operators:
+            sums.setdefault(op.step, []).append(op.total)
+        return tuple((step, total(sums[step])) for step in STEPS if step in sums)
+
+    def of(self, number: int) -> OperatorTime | None:
+        return next((op for op in self.operators if op.number == number), None)
+
+
+@dataclass(frozen=True, slots=True)
+class _Cluster:
+    slots: int
+    """Task slots in the cluster."""
+    partitions: int
+    slowdown: float
+    """How much slower each JVM or Python task runs because slots outnumber cores."""
+    consts: CostConstants
+
+    @property
+    def waves(self) -> int:
+        return math.ceil(self.partitions / self.slots)
+
+    def spread(self, work: Estimate) -> Estimate:
+        """Elapsed seconds of ``work`` core-seconds split into the partitions, run in waves."""
+        per_task = work / self.partitions
+        return (
+            per_task * (self.waves * self.slowdown) + self.waves * self.consts.task_overhead_seconds
+        )
+
+
+def runtime(
+    facts: PlanFacts,
+    choice: Choice,
+    memory: MemoryModel,
+    resources: Resources,
+    consts: CostConstants,
+) -> RuntimeModel:
+    """Every operator's time and the plan's total for this choice."""
+    slots = choice.executor_cores * resources.nodes
+    cores = resources.cores * resources.nodes
+    cluster = _Cluster(slots, choice.partitions, max(1.0, slots / cores), consts)
+    operators = []
+    for f in facts.nodes:
+        if f.passes <= 0:
+            continue
+        step, once, extra = _operator(f, facts, choice, memory, resources, cluster)
+        operators.append(OperatorTime(f.number, step, once, f.passes, once * f.passes + extra))
+    startup = _startup(facts, consts)
+    return RuntimeModel(
+        operators=tuple(operators),
+        startup=startup,
+        total=startup + total(op.total for op in operators),
+    )
+
+
+def _startup(facts: PlanFacts, consts: CostConstants) -> Estimate:
+    """Python workers start once (reused after); each inference's model is built once per worker
+    (all workers build in parallel)."""
+    infers = [f.infer for f in facts.nodes if f.infer is not None and f.passes > 0]
+    if not infers:
+        return ZERO
+    builds = total(i.param_bytes * consts.model_build_seconds_per_param_byte for i in infers)
+    return builds + consts.python_worker_start_seconds
+
+
+def _operator(
+    f: NodeFacts,
+    facts: PlanFacts,
+    choice: Choice,
+    memory: MemoryModel,
+    resources: Resources,
+    cluster: _Cluster,
+) -> tuple[str, Estimate, Estimate]:
+    """(stage, seconds per computation, seconds paid once however many passes)."""
+    consts = cluster.consts
+    node = f.node
+    if isinstance(node, ImageScan):
+        image = f.column("image")
+        image_bytes = f.rows * image.bytes if image else Estimate.absent()
+        work = f.rows * consts.file_open_seconds + image_bytes * consts.scan_seconds_per_byte
+        return "scan", cluster.spread(work), ZERO
+    if isinstance(node, TableScan):
+        per_byte = (
+            consts.parquet_seconds_per_byte
+            if facts.stats.table_format in ("parquet", "memory")
+            else consts.text_seconds_per_byte
+        )
+        return "scan", cluster.spread(facts.stats.table_bytes * per_byte), ZERO
+    if isinstance(node, Decode):
+        child = facts.of(node.child).column("image")
+        encoded = child.bytes if child else Estimate.absent()
+        pixels = node.size[0] * node.size[1]
+        per_image = (
+            encoded * consts.decode_seconds_per_jpeg_byte
+            + pixels * consts.resize_seconds_per_output_pixel
+        )
+        return "decode", cluster.spread(f.rows * per_image), ZERO
+    if isinstance(node, Infer):
+        return "inference", _inference(f, choice, resources, cluster), ZERO
+    if isinstance(node, Pool):
+        column = f.column(f"{node.layer}:features")
+        values = column.values if column else Estimate.absent()
+        return "inference", cluster.spread(f.rows * values * consts.pool_seconds_per_value), ZERO
+    if isinstance(node, Join):
+        return "join", _join(f, facts, choice, memory, cluster), ZERO
+    if isinstance(node, Persist):
+        write, read = _persist(f, choice, memory, consts)
+        # ``passes`` counts reads; the write happens once.
+        return "persist", cluster.spread(read), cluster.spread(write)
+    if isinstance(node, Assemble):
+        vector = f.column("features")
+        values = vector.values if vector else Estimate.absent()
+        return "assemble", cluster.spread(f.rows * values * consts.assemble_seconds_per_value), ZERO
+    if isinstance(node, Train):
+        return "train", ZERO, _train(f, memory, cluster)
+    if isinstance(node, Evaluate):
+        return "evaluate", _evaluate(f, facts, cluster), ZERO
+    return "startup", ZERO, ZERO
+
+
+def _inference(f: NodeFacts, choice: Choice, resources: Resources, cluster: _Cluster) -> Estimate:
+    """TensorFlow time per image at this thread count and batch, plus the Arrow round trip."""
+    consts = cluster.consts
+    infer = f.infer
+    assert infer is not None
+    arrow = (infer.input_bytes + infer.output_bytes) * consts.arrow_seconds_per_byte
+    calls = consts.tf_call_overhead_seconds / choice.batch_size
+    if resources.gpu_memory_bytes is not None:
+        gpu_seconds = f.rows * infer.flops / (consts.gpu_flops * resources.nodes)
+        return cluster.spread(f.rows * (arrow + calls)) + gpu_seconds
+    threads = choice.tf_threads
+    oversubscribed = max(1.0, choice.executor_cores * threads / resources.cores)
+    rate = consts.inference_flops_per_core * threads**consts.tf_thread_scaling_exponent
+    tensorflow = infer.flops * (oversubscribed / rate)
+    # ``spread`` already slows tasks for more slots than cores; TF's own threads are the rest.
+    per_image = tensorflow * (1 / cluster.slowdown) + calls + arrow
+    return cluster.spread(f.rows * per_image)
+
+
+def _join(
+    f: NodeFacts, facts: PlanFacts, choice: Choice, memory: MemoryModel, cluster: _Cluster
+) -> Estimate:
+    consts = cluster.consts
+    assert isinstance(f.node, Join)
+    left = facts.of(f.node.left)
+    right = facts.of(f.node.right)
+    output = f.bytes * consts.row_copy_seconds_per_byte
+    if choice.join == "broadcast":
+        build = memory.broadcast_bytes * consts.broadcast_build_seconds_per_byte
+        probe = left.rows * consts.hash_probe_seconds_per_row
+        return build + cluster.spread(probe + output) + consts.job_overhead_seconds
+    moved = left.bytes + right.bytes
+    sort = (left.rows + right.rows) * consts.sort_seconds_per_row
+    per_task = moved / choice.partitions
+    spilled = per_task.map(lambda b: max(0.0, b - memory.execution_per_task)) * choice.partitions
+    spill = spilled * (2 * consts.disk_seconds_per_byte)
+    work = moved * consts.shuffle_seconds_per_byte + sort + output + spill
+    return cluster.spread(work) + cluster.waves * consts.task_overhead_seconds
+
+
+def _persist(
+    f: NodeFacts, choice: Choice, memory: MemoryModel, consts: CostConstants
+) -> tuple[Estimate, Estimate]:
+    """Core-seconds to write the persisted data once and to read it once."""
+    level = choice.persist
+    data = f.bytes
+    build = data * consts.cache_write_seconds_per_byte
+    scan = data * consts.cache_read_seconds_per_byte
+    serialize = data * consts.serialize_seconds_per_byte
+    if level == "disk":
+        on_disk = data * consts.serialized_compression * consts.disk_seconds_per_byte
+        return build + serialize + on_disk, scan + serialize + on_disk
+    stored = stored_bytes(f, level, consts)
+    spilled = stored * memory.spill_fraction * consts.disk_seconds_per_byte
+    spilled_serialize = serialize * memory.spill_fraction
+    if level == "serialized":
+        return build + serialize + spilled, scan + serialize + spilled
+    return build + spilled_serialize + spilled, scan + spilled_serialize + spilled
+
+
+def _train(f: NodeFacts, memory: MemoryModel, cluster: _Cluster) -> Estimate:
+    """MLlib training: the passes that read the input are the child's; here the CPU work on the
+    blocks, one job per iteration, and reading back blocks that spilled."""
+    consts = cluster.consts
+    model = f.model
+    if model is None:
+        return ZERO
+    rows = f.rows
+    values = model.values + 1
+    sets = model.classes.map(lambda k: 1 if k <= 2 else k)
+    jvm = consts.jvm_flops_per_core
+    prepare = rows * values * (4 / jvm + DOUBLE_BYTES * consts.row_copy_seconds_per_byte)
+    spilled = training_blocks(f) * memory.spill_fraction * consts.disk_seconds_per_byte
+    if model.name in ("decision_tree", "random_forest", "gbt"):
+        considered = values.map(math.sqrt) if model.name == "random_forest" else values
+        level = rows * considered * (20 / jvm)
+    elif model.name == "mlp":
+        level = rows * values * sets * (6 / jvm)
+    else:
+        level = rows * values * sets * (4 / jvm)
+    iteration = cluster.spread(level + spilled) + consts.job_overhead_seconds
+    per_fit = cluster.spread(prepare) + iteration * model.iterations
+    return per_fit * model.fits
+
+
+def _evaluate(f: NodeFacts, facts: PlanFacts, cluster: _Cluster) -> Estimate:
+    """Scoring the held-out rows and computing the metrics (AUC sorts the scores)."""
+    consts = cluster.consts
+    node = f.node
+    assert isinstance(node, Evaluate)
+    trained = facts.of(node.child)
+    model = trained.model
+    values = model.values if model else Estimate.absent()
+    rows = f.rows
+    score = rows * values * (2 / consts.jvm_flops_per_core)
+    sort = rows.map(lambda n: n * math.log2(max(n, 2))) * consts.sort_seconds_per_row
+    return cluster.spread(score + sort) + EVALUATION_JOBS * consts.job_overhead_seconds
