@@ -5,7 +5,8 @@
   and an optional trailing ``;``. Names are arbitrary, so most do not pass semantic checks.
 - ``transfer_statements(valid=False)``: TRANSFER FEATURES only. ``valid=True`` draws names that
   SPEC.md accepts: a roster CNN with some of its layers (roster names or Keras aliases), a model
-  of SPEC.md with sensible parameters (sometimes a grid), options with allowed values, table names
+  of SPEC.md with parameters MLlib accepts for it (sometimes a grid, then sometimes ``folds``),
+  options with allowed values, table names
   ``images`` / ``foods`` (or paths) with aliases the ON keys use.
 - ``scripts()``: several statements separated by ``;``.
 - ``token_soups()``: random sequences of the language's keywords, names and punctuation, mostly
@@ -163,15 +164,47 @@ def _assignments(draw: Draw, pairs: list[tuple[str, str]]) -> list[str]:
     return [f"{name}{draw(st.sampled_from([' = ', '=', ' =']))}{value}" for name, value in pairs]
 
 
-def _valid_params(draw: Draw) -> list[tuple[str, str]]:
-    choices = {
+_MODEL_PARAMS: dict[str, dict[str, st.SearchStrategy[str]]] = {
+    "LOGREG": {
         "max_iter": st.integers(1, 100).map(str),
         "reg_param": st.sampled_from(["0.0", "0.01", "0.1", "(0.01, 0.1)", "(0, 0.5, 1)"]),
-        "elastic_net_param": st.sampled_from(["0", "0.5", "1.0"]),
-        "folds": st.integers(2, 5).map(str),
-    }
+        "elastic_net_param": st.sampled_from(["0", "0.5", "1.0", "(0, 1)"]),
+        "family": st.sampled_from(["auto", "'binomial'", "multinomial"]),
+    },
+    "LINEAR_SVC": {
+        "max_iter": st.integers(1, 100).map(str),
+        "reg_param": st.sampled_from(["0.0", "0.1", "(0.01, 0.1)"]),
+        "standardization": st.sampled_from(["true", "FALSE"]),
+    },
+    "DECISION_TREE": {
+        "max_depth": st.integers(0, 30).map(str),
+        "impurity": st.sampled_from(["gini", "entropy", "(gini, entropy)"]),
+    },
+    "RANDOM_FOREST": {
+        "num_trees": st.sampled_from(["5", "20", "(5, 10)"]),
+        "max_depth": st.integers(1, 10).map(str),
+        "subsampling_rate": st.sampled_from(["0.5", "1.0"]),
+    },
+    "GBT": {
+        "max_iter": st.integers(1, 20).map(str),
+        "step_size": st.sampled_from(["0.1", "1", "(0.05, 0.1)"]),
+    },
+    "MLP": {
+        "layers": st.sampled_from(["16", "'32,16'", "('16', '32,16')"]),
+        "max_iter": st.integers(1, 100).map(str),
+        "solver": st.sampled_from(["'l-bfgs'", "gd"]),
+    },
+}
+"""Parameters that MLlib accepts, per model (snake_case names, SPEC.md); some are grids."""
+
+
+def _valid_params(draw: Draw, model: str) -> list[tuple[str, str]]:
+    choices = _MODEL_PARAMS[model]
     chosen = draw(st.lists(st.sampled_from(sorted(choices)), max_size=3, unique=True))
-    return [(name, str(draw(choices[name]))) for name in chosen]
+    params = [(name, str(draw(choices[name]))) for name in chosen]
+    if any(value.startswith("(") for _, value in params) and draw(st.booleans()):
+        params.append(("folds", str(draw(st.integers(2, 5)))))
+    return params
 
 
 def _valid_options(draw: Draw) -> list[tuple[str, str]]:
@@ -268,10 +301,11 @@ def _transfer(draw: Draw, out: _Text, valid: bool) -> None:
         columns = st.sampled_from(["x1", "x2", "x3", "calories"]) if valid else names()
         out.listing([str(c) for c in draw(st.lists(columns, min_size=1, max_size=4, unique=True))])
 
+    model = str(draw(st.sampled_from(MODELS)))
     out.kw("TRAIN")
-    out.add(str(draw(st.sampled_from(MODELS).flatmap(keyword))) if valid else str(draw(names())))
+    out.add(str(draw(keyword(model))) if valid else str(draw(names())))
     if valid:
-        params = _valid_params(draw)
+        params = _valid_params(draw, model)
     else:
         params = draw(st.lists(st.tuples(names(), values(grid=True)), max_size=3))
     if params:
