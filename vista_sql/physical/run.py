@@ -1,0 +1,125 @@
+"""One TRANSFER FEATURES statement, from its chosen physical plan to a TransferResult.
+
+The order is chosen so that bad input fails fast and nothing is lost silently: read both sources,
+check keys, labels and features (no pixels touched), count keys on one side only, then run the
+plan layer by layer, then write INTO (staged in a temporary directory, renamed when complete).
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from vista_sql.catalog import Catalog
+from vista_sql.logical.plan import Workload
+from vista_sql.logical.query import TransferQuery
+from vista_sql.physical.executor import LayerRun, RunOutcome, run_workload
+from vista_sql.physical.lower import Lowering, LoweringSettings
+from vista_sql.physical.monitor import PeakMemory
+from vista_sql.physical.prepare import check_images, key_type, prepare_table, unmatched
+from vista_sql.physical.progress import Progress
+from vista_sql.physical.result import (
+    TransferResult,
+    publish,
+    staging_directory,
+    write_layer,
+    write_report,
+)
+from vista_sql.physical.sources import read_images, read_table
+
+if TYPE_CHECKING:
+    from pyspark.sql import DataFrame, SparkSession
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """Both sources read and checked, ready to run any plan over."""
+
+    images: DataFrame
+    table: DataFrame
+    labels: tuple[Any, ...]
+    features: tuple[str, ...]
+    unmatched: dict[str, int]
+    unnamed_files: tuple[str, ...]
+
+
+def prepare(
+    spark: SparkSession, query: TransferQuery, tables: Mapping[str, Any] | None
+) -> Prepared:
+    """Read and check the two sources (keys, labels, features; never image pixels)."""
+    raw_table = read_table(spark, query, tables)
+    prepared = prepare_table(raw_table, query)
+    image_source = read_images(spark, query, tables, key_type(raw_table))
+    check_images(image_source.frame, query)
+    return Prepared(
+        images=image_source.frame,
+        table=prepared.frame,
+        labels=prepared.labels,
+        features=prepared.features,
+        unmatched=unmatched(image_source.frame, prepared.frame),
+        unnamed_files=image_source.unnamed_files,
+    )
+
+
+def run_plan(
+    plan: Workload,
+    query: TransferQuery,
+    catalog: Catalog,
+    prepared: Prepared,
+    settings: LoweringSettings,
+    *,
+    progress: bool = True,
+    into: str | None = None,
+) -> tuple[TransferResult, RunOutcome]:
+    """Run ``plan`` over ``prepared`` and return the result (INTO written if ``into``)."""
+    cnn = catalog.cnn(query.cnn)
+    assert cnn is not None, "the builder checked the CNN"
+    pooling = query.options.conv_pooling
+    feature_sizes = {
+        layer: len(prepared.features) + cnn.layers[cnn.index(layer)].feature_size(pooling)
+        for layer in query.layers
+    }
+    bottom_up = sorted(query.layers, key=cnn.index)
+    lowering = Lowering(images=prepared.images, table=prepared.table, settings=settings)
+    staging = staging_directory(into, query.options.overwrite) if into else None
+
+    def write(run: LayerRun, table: DataFrame) -> None:
+        if staging is not None:
+            write_layer(staging, run, table, prepared.labels)
+
+    started = time.perf_counter()
+    context = prepared.images.sparkSession.sparkContext
+    try:
+        with PeakMemory() as memory, Progress(context, len(query.layers), progress) as bar:
+            outcome = run_workload(
+                plan,
+                query,
+                lowering,
+                feature_sizes=feature_sizes,
+                n_classes=len(prepared.labels),
+                layer_order=bottom_up,
+                progress=bar,
+                on_layer=write,
+            )
+        top_down = sorted(outcome.layers, key=lambda r: -cnn.index(r.layer))
+        result = TransferResult(
+            query=query,
+            runs=top_down,
+            skipped_images=outcome.skipped_images,
+            unmatched=prepared.unmatched,
+            unnamed_files=prepared.unnamed_files,
+            seconds=time.perf_counter() - started,
+            peak_memory=memory.peak,
+            into=into,
+        )
+        if staging is not None and into is not None:
+            write_report(staging, result)
+            publish(staging, into)
+    except BaseException:
+        if staging is not None:
+            shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return result, outcome
