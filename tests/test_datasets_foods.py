@@ -194,6 +194,13 @@ def test_the_label_depends_on_every_visual_latent() -> None:
     assert np.corrcoef(portion, labels)[0, 1] < -0.15
 
 
+# Where each statistic sits in the vector _image_statistics returns.
+_MEAN_COLOURS = slice(0, 15)
+_CENTRE_COLOUR = slice(12, 15)
+_CHROMA_95TH = 16
+_TEXTURE_RATIO = 21
+
+
 def _image_statistics(path: Path) -> np.ndarray:
     """Mean colour per quadrant and centre, colourfulness, and texture energy at two scales."""
     with Image.open(path) as image:
@@ -250,17 +257,39 @@ def _logistic_regression_accuracy(
     return float(np.mean(accuracies))
 
 
-def test_images_carry_signal_the_structured_features_lack(signal_rows: FoodsDataset) -> None:
+@pytest.fixture(scope="module")
+def signal_statistics(signal_rows: FoodsDataset) -> np.ndarray:
+    paths = [signal_rows.images_dir / f"{row_id}.jpg" for row_id in range(signal_rows.rows)]
+    return np.stack([_image_statistics(path) for path in paths])
+
+
+def test_images_carry_signal_the_structured_features_lack(
+    signal_rows: FoodsDataset, signal_statistics: np.ndarray
+) -> None:
     table = pq.read_table(signal_rows.table_path)
     labels = np.asarray(table.column("healthy"))
     nutrition = np.log1p(np.column_stack([np.asarray(table.column(c)) for c in BASE_FEATURES]))
-    images = np.stack(
-        [_image_statistics(signal_rows.images_dir / f"{row_id}.jpg") for row_id in table["id"]]
-    )
     chance = max(labels.mean(), 1 - labels.mean())
 
     structured = _logistic_regression_accuracy(nutrition, labels)
-    both = _logistic_regression_accuracy(np.column_stack([nutrition, images]), labels)
+    both = _logistic_regression_accuracy(np.column_stack([nutrition, signal_statistics]), labels)
 
     assert structured >= chance + 0.06
     assert both >= structured + 0.04
+
+
+def test_each_visual_latent_shows_at_its_own_scale(
+    signal_rows: FoodsDataset, signal_statistics: np.ndarray
+) -> None:
+    rows = [food_row(row_id, seed=signal_rows.seed) for row_id in range(signal_rows.rows)]
+
+    def correlation(statistic: int | slice, latent: str) -> float:
+        values = np.array([getattr(row, latent) for row in rows], dtype=float)
+        columns = signal_statistics[:, statistic].reshape(len(rows), -1)
+        return max(abs(np.corrcoef(column, values)[0, 1]) for column in columns.T)
+
+    assert correlation(_TEXTURE_RATIO, "grain") > 0.4
+    assert correlation(_MEAN_COLOURS, "grain") < 0.2  # a speckle, not a colour
+    assert correlation(_CHROMA_95TH, "vividness") > 0.4
+    assert correlation(_TEXTURE_RATIO, "vividness") < 0.2  # a colour, not a texture
+    assert correlation(_CENTRE_COLOUR, "portion") > 0.4  # the dish covers the plate's middle
