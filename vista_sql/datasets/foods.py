@@ -23,9 +23,10 @@ so ``make_foods("data/foods", 2000)`` serves the statement of SPEC.md's example:
 
 **Rows.** Every row is a pure function of ``(seed, id)``: its random numbers come from
 ``numpy.random.SeedSequence([seed, id, stream])``, stream 0 for the row (latents, nutrition,
-label) and stream 1 for its picture. So the same seed gives byte-identical files, rows do not depend
-on how many rows are made (the first 100 rows of 200 are the 100 rows of ``rows=100``), and rows
-can be made in parallel in any order.
+label) and stream 1 for its picture. So the same seed gives byte-identical files (with the same
+versions of numpy, Pillow and pyarrow, whose random streams and encoders may change between
+releases), rows do not depend on how many rows are made (the first 100 rows of 200 are the 100
+rows of ``rows=100``), and rows can be made in parallel in any order.
 
 **Latents.** Each row draws, independently:
 
