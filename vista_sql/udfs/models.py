@@ -11,6 +11,7 @@ variables of models built here are taken off it, because they are given their va
 from __future__ import annotations
 
 import threading
+import warnings
 from collections.abc import Iterable
 from typing import Any
 
@@ -88,18 +89,25 @@ class WeightedModel:
         for variable in self.model.weights:
             if not is_materialized(variable):
                 set_value(variable, np.full(variable.shape, np.nan, dtype=variable.dtype))
-        try:
-            self.model.load_weights(self.path)
-        except Exception as error:  # h5py, Keras and OS errors alike mean an unusable file
-            raise WeightsError(
-                f"cannot load weights file '{self.path}' into {self.cnn}: {error}"
-            ) from error
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            try:
+                self.model.load_weights(self.path)
+            except Exception as error:  # h5py, Keras and OS errors alike mean an unusable file
+                raise WeightsError(
+                    f"cannot load weights file '{self.path}' into {self.cnn}: {error}"
+                ) from error
         missing = [v.path for v in self.model.weights if np.isnan(v.numpy()).any()]
         if missing:
             shown = ", ".join(missing[:5]) + (", ..." if len(missing) > 5 else "")
+            said = f"; Keras said: {caught[0].message}" if caught else ""
             raise WeightsError(
                 f"weights file '{self.path}' does not fit {self.cnn}: it leaves {len(missing)}"
-                f" of {len(self.model.weights)} variables unset or NaN ({shown})"
+                f" of {len(self.model.weights)} variables unset or NaN ({shown}){said}"
+            )
+        for warning in caught:
+            warnings.warn_explicit(
+                warning.message, warning.category, warning.filename, warning.lineno
             )
 
 

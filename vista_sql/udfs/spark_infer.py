@@ -26,6 +26,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import os
+import shutil
 import tempfile
 import threading
 from collections.abc import Iterator, Sequence
@@ -109,7 +110,8 @@ def ship_file(spark: SparkSession, path: str) -> str:
     """Make ``path`` available to every executor; returns the name for ``SparkFiles.get``.
 
     The name carries a digest of the path, size and modification time: two different files with
-    the same base name never collide, and a file changed since it was shipped ships again.
+    the same base name never collide in the executors' flat ``SparkFiles`` directory, and a file
+    changed since it was shipped ships again.
     """
     stat = os.stat(path)
     key = f"{os.path.abspath(path)}:{stat.st_size}:{stat.st_mtime_ns}"
@@ -119,7 +121,10 @@ def ship_file(spark: SparkSession, path: str) -> str:
         if (id(context), name) not in _shipped:
             directory = Path(tempfile.mkdtemp(prefix="vista-weights-"))
             link = directory / name
-            os.symlink(os.path.abspath(path), link)
+            try:  # a hard link, not a symlink: Spark resolves symlinks and ships the target's name
+                os.link(path, link)
+            except OSError:  # another file system: copy
+                shutil.copyfile(path, link)
             context.addFile(str(link))
             _shipped[(id(context), name)] = str(link)
     return name
