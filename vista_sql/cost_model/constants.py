@@ -345,6 +345,9 @@ class CostConstants:
     job_overhead_seconds: float = _c(
         0.1, "seconds", ASSUMED, "one Spark job (DAG scheduling, stage submission, results)"
     )
+    stage_overhead_seconds: float = _c(
+        0.05, "seconds", ASSUMED, "one more stage in a job (a shuffle's map side)"
+    )
     # ---- Choices the optimizer makes with fixed rules ----
     os_reserve_fraction: float = _c(
         0.10,

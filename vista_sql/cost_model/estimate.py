@@ -24,8 +24,11 @@ class Precision(Enum):
 
     def weakest(self, other: Precision) -> Precision:
         """The precision of a value computed from values of these two precisions."""
-        order = (Precision.EXACT, Precision.INEXACT, Precision.ABSENT)
-        return order[max(order.index(self), order.index(other))]
+        if self is other or other is Precision.EXACT:
+            return self
+        if self is Precision.EXACT:
+            return other
+        return Precision.ABSENT if Precision.ABSENT in (self, other) else Precision.INEXACT
 
 
 Number = int | float
@@ -87,18 +90,28 @@ class Estimate:
         return Estimate.inexact(fn(self.value))
 
     def __add__(self, other: Estimate | Number) -> Estimate:
-        other = _lift(other)
-        if self.value is None or other.value is None:
+        if self.value is None:
             return ABSENT
-        return Estimate(self.value + other.value, self.precision.weakest(other.precision))
+        if isinstance(other, Estimate):
+            if other.value is None:
+                return ABSENT
+            return _make(self.value + other.value, self.precision.weakest(other.precision))
+        if other < 0:
+            raise ValueError(f"adding a negative number ({other}) to an estimate")
+        return _make(self.value + other, self.precision)
 
     __radd__ = __add__
 
     def __mul__(self, other: Estimate | Number) -> Estimate:
-        other = _lift(other)
-        if self.value is None or other.value is None:
+        if self.value is None:
             return ABSENT
-        return Estimate(self.value * other.value, self.precision.weakest(other.precision))
+        if isinstance(other, Estimate):
+            if other.value is None:
+                return ABSENT
+            return _make(self.value * other.value, self.precision.weakest(other.precision))
+        if other < 0:
+            raise ValueError(f"multiplying an estimate by a negative number ({other})")
+        return _make(self.value * other, self.precision)
 
     __rmul__ = __mul__
 
@@ -128,6 +141,14 @@ class Estimate:
 
     def to_json(self) -> dict[str, object]:
         return {"value": self.value, "precision": self.precision.name.lower()}
+
+
+def _make(value: float, precision: Precision) -> Estimate:
+    """An estimate from arithmetic on valid ones (non-negative by construction): no checks."""
+    estimate = object.__new__(Estimate)
+    object.__setattr__(estimate, "value", value)
+    object.__setattr__(estimate, "precision", precision)
+    return estimate
 
 
 ABSENT = Estimate(None, Precision.ABSENT)

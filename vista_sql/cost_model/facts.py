@@ -19,7 +19,7 @@ from __future__ import annotations
 import math
 from collections import deque
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from vista_sql.catalog import Catalog, CnnInfo
 from vista_sql.cost_model.constants import CostConstants
@@ -108,14 +108,16 @@ class NodeFacts:
     model: ModelFacts | None = None
     branches: tuple[int, ...] = ()
     """Indices of the workload's branches (layers, in execution order) that use this operator."""
+    row_bytes: Estimate = field(init=False)
+    bytes: Estimate = field(init=False)
+    """Bytes of the output: rows x row bytes, or the one record of Train and Evaluate (which read
+    rows but output a model, the metrics)."""
 
-    @property
-    def row_bytes(self) -> Estimate:
-        return total(column.bytes for column in self.columns)
-
-    @property
-    def bytes(self) -> Estimate:
-        return self.rows * self.row_bytes
+    def __post_init__(self) -> None:
+        row_bytes = total(column.bytes for column in self.columns)
+        single = isinstance(self.node, (Train, Evaluate))
+        object.__setattr__(self, "row_bytes", row_bytes)
+        object.__setattr__(self, "bytes", row_bytes if single else self.rows * row_bytes)
 
     def column(self, name: str) -> Column | None:
         return next((c for c in self.columns if c.name == name), None)

@@ -133,6 +133,8 @@ class MemoryModel:
     driver_heap_bytes: int
     peak: Estimate
     """Resident memory of the whole process tree on the node at the peak (no OS reserve)."""
+    peak_known: float
+    """The known part of ``peak`` (what the optimizer compares when ``peak`` is unknown)."""
     storage_capacity: float
     """Unified memory left for cached blocks once broadcasts are pinned."""
     cache_peak: Estimate
@@ -141,6 +143,8 @@ class MemoryModel:
     """Share of cached bytes that Spark keeps on disk because storage memory is full."""
     execution_per_task: float
     """Execution memory one task can use for shuffle and sort buffers before spilling."""
+    spills: bool
+    """Whether anything spills to disk (cached blocks or shuffle buffers), or may (unknown)."""
     task_memory: tuple[tuple[int, Estimate], ...]
     """Per operator (by its number): memory one task holds while computing it."""
     broadcast_bytes: Estimate
@@ -249,6 +253,8 @@ class Needs:
     user_detail: str
     cache_peak: Estimate
     exec_want: Estimate
+    shuffle_task: Estimate
+    """Bytes one task of a shuffle join sorts."""
     hard: float
     """The smallest heap that holds what must be in it (with GC headroom)."""
     want: float
@@ -352,6 +358,7 @@ def needs(facts: PlanFacts, choice: Choice, resources: Resources, consts: CostCo
         user_detail=user_detail,
         cache_peak=cache_peak,
         exec_want=exec_want,
+        shuffle_task=shuffle_task,
         hard=hard,
         want=want,
         has_python=bool(infers),
@@ -415,7 +422,8 @@ def memory_model(
     storage_capacity = max(0.0, unified_limit - pinned.lower_bound)
     spill = _spill(cache_peak, storage_capacity)
     protected = min(cache_peak.lower_bound, unified_limit * choice.storage_fraction)
-    execution_per_task = max(0.0, unified_limit - pinned.lower_bound - protected) / slots
+    execution_room = max(0.0, unified_limit - pinned.lower_bound - protected)
+    execution_per_task = execution_room / slots
 
     regions = [
         Region(
@@ -438,7 +446,7 @@ def memory_model(
         Region("user_memory", user_need, user_limit, "jvm_heap", user_detail),
         Region(
             "unified_memory",
-            pinned + cache_peak + exec_want,
+            pinned + _held(cache_peak, storage_capacity) + _held(exec_want, execution_room),
             unified_limit,
             "jvm_heap",
             f"broadcast relation {pinned.format('bytes')} (pinned); cached"
@@ -523,10 +531,14 @@ def memory_model(
         heap_bytes=heap,
         driver_heap_bytes=driver_heap,
         peak=node_need.inexact_() if node_need.known else ABSENT,
+        peak_known=node_lower - reserve,
         storage_capacity=storage_capacity,
         cache_peak=cache_peak,
         spill_fraction=spill,
         execution_per_task=execution_per_task,
+        spills=spill.lower_bound > 0
+        or not spill.known
+        or (bool(exec_want.lower_bound) and need.shuffle_task.lower_bound > execution_per_task),
         task_memory=tuple(sorted(task_memory.items())),
         broadcast_bytes=table,
     )
@@ -553,6 +565,13 @@ def _driver(
     if used + reserve > memory:
         fit = Fit("does_not_fit", "driver", used + reserve, memory, "")
     return heap, region, fit
+
+
+def _held(want: Estimate, room: float) -> Estimate:
+    """What a spillable need actually holds in memory: at most the room it has."""
+    if want.value is None:
+        return ABSENT
+    return Estimate(min(want.value, room), want.precision)
 
 
 def _percent(estimate: Estimate) -> str:

@@ -5,16 +5,20 @@ The key (``PhysicalPlan.key``), smallest first:
 
 1. **fit**: plans that fit (0), plans whose fit is unknown because a statistic is missing (1),
    plans that do not fit (2). A plan that may crash is never preferred to one that will not.
-2. **estimated seconds**, unknown sorting last.
-3. **estimated peak memory**, unknown sorting last: between equally fast plans, the smaller.
+2. **estimated seconds**, unknown sorting last; then the known part of the seconds (when a
+   statistic is missing, e.g. a CNN's FLOPs, the plans still compare by everything else they do:
+   a plan that decodes the images three times loses to one that decodes them once).
+3. **estimated peak memory**, unknown last, then its known part: between equally fast plans, the
+   smaller.
 4. **the alternative's position** in the logical driver's fixed order (lazy, eager, staged; before,
-   after the join; recompute, persist), then the choice's description: a deterministic tie-break.
+   after the join; recompute, persist), then the choice's position in the search's order (Spark's
+   defaults and the most concurrency first): a deterministic tie-break.
 
 Per alternative the search tries every join strategy (broadcast only while the structured table
 fits comfortably in storage memory), every persistence level (when the plan persists something),
 every number of concurrent tasks per node (1 to the node's cores, TensorFlow getting the node's
 cores divided among them), a few memory fractions, and batch sizes from the largest down, stopping
-at the first that fits (a larger batch is never slower, so it wins the key among fitting ones).
+at the first that fits without spilling (see ``_search``).
 Partitions, Arrow and cache batch rows follow from those by fixed rules (see ``_choice``).
 
 WITH overrides fix their dimension; an override under which nothing fits is refused with a
@@ -81,9 +85,12 @@ class PhysicalPlan:
     names: tuple[str, ...]
     """The alternative's name and those of the knob settings that give the same plan."""
     order: int
-    """Position of the alternative in the logical driver's order (the last tie-breaker)."""
-    plan: Workload
-    """The alternative's plan with Join.strategy, Persist.level and Infer.batch_size filled in."""
+    """Position of the alternative in the logical driver's order (a tie-breaker)."""
+    position: int
+    """Position of the choice in the search's order (the last tie-breaker): Spark's defaults and
+    the most concurrency first (see ``_choices``)."""
+    logical: Workload
+    """The alternative's logical plan (physical fields unset)."""
     choice: Choice
     config: SparkConfig
     facts: PlanFacts
@@ -102,19 +109,28 @@ class PhysicalPlan:
     def fit(self) -> Fit:
         return self.memory.fit
 
-    def key(self) -> tuple[int, float, float, int, str]:
+    def key(self) -> tuple[int, float, float, float, float, int, int]:
         """The comparison key (module docstring): smaller is better."""
         return (
             FIT_RANK[self.fit.status],
             self.time.or_infinity(),
+            self.runtime.known_seconds,
             self.peak.or_infinity(),
+            self.memory.peak_known,
             self.order,
-            self.choice.describe(),
+            self.position,
         )
 
-    def numbers(self) -> dict[int, int]:
-        """``id`` of each node of ``plan`` -> its operator number (pre-order, as facts)."""
-        return {id(node): index + 1 for index, node in enumerate(self.plan.walk())}
+    @property
+    def plan(self) -> Workload:
+        """The plan with Join.strategy, Persist.level and Infer.batch_size filled in (a new
+        object on each access; its structure and sharing are the logical plan's)."""
+        return _physical(self.logical, self.choice)
+
+    def numbers(self, plan: Plan) -> dict[int, int]:
+        """``id`` of each node of ``plan`` (this plan's physical or logical form) -> its operator
+        number, pre-order as in ``facts``."""
+        return {id(node): index + 1 for index, node in enumerate(plan.walk())}
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,6 +163,15 @@ class Decision:
             return text
         if not mine.known and best.known:
             return f"runtime unknown vs {best.format('seconds')}"
+        known, best_known = plan.runtime.known_seconds, self.chosen.runtime.known_seconds
+        if not mine.known and known > best_known:
+            return (
+                f"slower in what is known: ~{format_seconds(known)} vs"
+                f" ~{format_seconds(best_known)} (runtime unknown: statistics not measured)"
+            )
+        if mine.value == best.value and plan.peak.or_infinity() > self.chosen.peak.or_infinity():
+            mine_peak, best_peak = plan.peak.format("bytes"), self.chosen.peak.format("bytes")
+            return f"as fast, more memory: {mine_peak} vs {best_peak}"
         return "same estimate, later in the fixed order of alternatives"
 
 
@@ -262,15 +287,19 @@ def _search(
     """Every physical plan of one alternative the search estimates.
 
     Within a group (same join, level, cores and fraction) batch sizes go largest first and the
-    search stops at the first that fits: a larger batch is never slower, so the skipped ones could
-    not win the key.
+    search stops at the first that fits without spilling: time depends on the batch size only
+    through the per-batch call overhead (smaller is slower) and through memory (a smaller batch
+    leaves a larger heap, which can spill less), so once nothing spills the smaller batches
+    cannot win the key.
     """
     plans: list[PhysicalPlan] = []
-    for group in _choices(alternative, facts, options, resources, consts):
-        for choice in group:
-            plan = _estimate(alternative, order, facts, choice, resources, consts)
+    groups = _choices(alternative, facts, options, resources, consts)
+    for group_index, group in enumerate(groups):
+        for batch_index, choice in enumerate(group):
+            position = group_index * len(BATCH_SIZES) + batch_index
+            plan = _estimate(alternative, order, position, facts, choice, resources, consts)
             plans.append(plan)
-            if plan.fit.status != "does_not_fit":
+            if plan.fit.status != "does_not_fit" and not plan.memory.spills:
                 break
     return plans
 
@@ -302,9 +331,16 @@ def _choices(
     batches = (options.batch_size,) if options.batch_size else BATCH_SIZES
     if not has_infer:
         batches = batches[:1]
+    # Decoded images never materialize: the worker decodes them (udfs.spark_infer).
+    largest_bytes = max(
+        (f.bytes.lower_bound for f in facts.nodes if not isinstance(f.node, Decode)),
+        default=0.0,
+    )
+    persisted = max((p.row_bytes.lower_bound for p in facts.kind(Persist)), default=0.0)
+    sizes = (largest_bytes, persisted)
     return [
         [
-            _choice(facts, join, level, count, fraction, batch, options, resources, consts)
+            _choice(sizes, join, level, count, fraction, batch, options, resources, consts)
             for batch in batches
         ]
         for join in joins
@@ -315,7 +351,7 @@ def _choices(
 
 
 def _choice(
-    facts: PlanFacts,
+    sizes: tuple[float, float],
     join: JoinStrategy,
     level: StorageLevel,
     executor_cores: int,
@@ -334,19 +370,14 @@ def _choice(
     - Arrow batch rows: ``arrow_batch_multiple`` TF batches (at most Spark's 10,000);
     - cache batch rows: what keeps one task's columnar batch near ``cache_batch_target_bytes``.
     """
+    largest_bytes, persisted = sizes
     slots = executor_cores * resources.nodes
     if options.partitions is not None:
         partitions = options.partitions
     else:
-        # Decoded images never materialize: the worker decodes them (udfs.spark_infer).
-        largest_bytes = max(
-            (f.bytes.lower_bound for f in facts.nodes if not isinstance(f.node, Decode)),
-            default=0.0,
-        )
         by_size = math.ceil(largest_bytes / consts.partition_target_bytes)
         partitions = max(int(slots * consts.partitions_per_slot), by_size, 1)
         partitions = math.ceil(partitions / slots) * slots
-    persisted = max((p.row_bytes.lower_bound for p in facts.kind(Persist)), default=0.0)
     cache_rows = int(consts.columnar_batch_rows_default)
     if persisted > 0:
         cache_rows = int(
@@ -369,6 +400,7 @@ def _choice(
 def _estimate(
     alternative: AlternativeLike,
     order: int,
+    position: int,
     facts: PlanFacts,
     choice: Choice,
     resources: Resources,
@@ -411,7 +443,8 @@ def _estimate(
         alternative=alternative.name,
         names=tuple(getattr(alternative, "names", (alternative.name,))),
         order=order,
-        plan=_physical(alternative.plan, choice),
+        position=position,
+        logical=alternative.plan,
         choice=choice,
         config=config,
         facts=facts,

@@ -71,6 +71,9 @@ class RuntimeModel:
     operators: tuple[OperatorTime, ...]
     startup: Estimate
     total: Estimate
+    known_seconds: float
+    """The part of the total that is known (the sum of the known operator times): what the
+    optimizer compares when the total is unknown because a statistic is missing."""
 
     def by_step(self) -> tuple[tuple[str, Estimate], ...]:
         """Total seconds per stage, in pipeline order, stages with no operator left out."""
@@ -126,6 +129,7 @@ def runtime(
         operators=tuple(operators),
         startup=startup,
         total=startup + total(op.total for op in operators),
+        known_seconds=startup.lower_bound + sum(op.total.lower_bound for op in operators),
     )
 
 
@@ -231,7 +235,9 @@ def _join(
     spilled = per_task.map(lambda b: max(0.0, b - memory.execution_per_task)) * choice.partitions
     spill = spilled * (2 * consts.disk_seconds_per_byte)
     work = moved * consts.shuffle_seconds_per_byte + sort + output + spill
-    return cluster.spread(work) + cluster.waves * consts.task_overhead_seconds
+    # Two exchange stages (one per side) before the join's own.
+    stages = 2 * consts.stage_overhead_seconds + cluster.waves * consts.task_overhead_seconds
+    return cluster.spread(work) + stages
 
 
 def _persist(
