@@ -8,8 +8,12 @@ infers in batches of ``batch_size`` with a runner kept in a module-global cache
 
 Why ``mapInArrow``: it hands the worker Arrow record batches and takes them back, so a batch of
 features becomes a list column by wrapping the (n, size) float32 result with offsets, without
-a Python object per row or per value; a bad row keeps its place with null outputs and an error
-(``predict_batch_udf`` has no per-row error channel and converts through pandas).
+a Python object per row; a bad row keeps its place with null outputs and an error
+(``predict_batch_udf`` has no per-row error channel). Measured on 64 rows of 100,352 floats (a
+VGG16 conv5 resume tensor): 0.6 ms to wrap as Arrow, 36 ms through a pandas column of arrays as
+``mapInPandas`` needs. For AlexNet's top 3 layers (small outputs, inference-bound) the three ways
+were within noise of each other end to end (256 images, local[2], 1 thread per task: 87.5,
+80.7 and 75.7 images/s for mapInArrow, mapInPandas and predict_batch_udf).
 
 Weights reach executors without a shared file system: random weights are regenerated from the
 seed (bit-identical everywhere, see :mod:`vista_sql.udfs.weights`); an ImageNet or user file is
@@ -108,7 +112,8 @@ def infer(
     return df.select(*passthrough, input_column).mapInArrow(function, schema)
 
 
-_shipped: dict[tuple[int, str], str] = {}
+_shipped: dict[tuple[str, str], str] = {}
+"""(Spark application id, shipped name) -> the local file added to that application."""
 _ship_lock = threading.Lock()
 
 
@@ -120,11 +125,12 @@ def ship_file(spark: SparkSession, path: str) -> str:
     changed since it was shipped ships again.
     """
     stat = os.stat(path)
-    key = f"{os.path.abspath(path)}:{stat.st_size}:{stat.st_mtime_ns}"
-    name = f"vista-{hashlib.sha256(key.encode()).hexdigest()[:16]}-{os.path.basename(path)}"
+    identity = f"{os.path.abspath(path)}:{stat.st_size}:{stat.st_mtime_ns}"
+    name = f"vista-{hashlib.sha256(identity.encode()).hexdigest()[:16]}-{os.path.basename(path)}"
     context = spark.sparkContext
     with _ship_lock:
-        if (id(context), name) not in _shipped:
+        key = (context.applicationId, name)
+        if key not in _shipped:
             directory = Path(tempfile.mkdtemp(prefix="vista-weights-"))
             link = directory / name
             try:  # a hard link, not a symlink: Spark resolves symlinks and ships the target's name
@@ -132,7 +138,7 @@ def ship_file(spark: SparkSession, path: str) -> str:
             except OSError:  # another file system: copy
                 shutil.copyfile(path, link)
             context.addFile(str(link))
-            _shipped[(id(context), name)] = str(link)
+            _shipped[key] = str(link)
     return name
 
 
