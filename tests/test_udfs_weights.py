@@ -205,3 +205,15 @@ def test_imagenet_file_in_the_keras_cache_is_found_and_loads(empty_keras_cache: 
     assert weights_file("resnet50", WeightsSpec("imagenet"), download=False) == str(path)
     loaded = build_model("resnet50", WeightsSpec("imagenet"))
     assert weights_digest(loaded.weights) == weights_digest(source.weights)
+
+
+def test_random_without_a_seed_is_seed_zero() -> None:
+    from vista_sql.udfs.models import WeightedModel
+
+    unseeded = WeightedModel("alexnet", WeightsSpec("random"), None)
+    zero = WeightedModel("alexnet", WeightsSpec("random", seed=0), None)
+    for weighted in (unseeded, zero):
+        weighted.materialize(weighted.model.get_layer("fc8").weights)
+    np.testing.assert_array_equal(
+        unseeded.model.get_layer("fc8").kernel.numpy(), zero.model.get_layer("fc8").kernel.numpy()
+    )

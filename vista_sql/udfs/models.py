@@ -24,6 +24,7 @@ from vista_sql.logical.plan import WeightsSpec
 from vista_sql.udfs.cnns import definition
 from vista_sql.udfs.weights import (
     ALIGNMENT,
+    DEFAULT_SEED,
     VariableInit,
     WeightsError,
     random_init,
@@ -57,8 +58,6 @@ class WeightedModel:
         info = current().cnn(cnn)
         if info is None:
             raise SemanticError(f"unknown CNN {cnn!r}; {did_you_mean(cnn, current().names)}")
-        if weights.kind == "random" and weights.seed is None:
-            raise WeightsError("random weights need a seed so every executor draws the same")
         if weights.kind != "random" and path is None:
             raise WeightsError(f"{weights.describe()} weights need a file; see weights_file()")
         self.cnn = info.name
@@ -79,7 +78,7 @@ class WeightedModel:
             if self._plan is None:
                 self._load_file()
                 return
-            seed = self.weights.seed if self.weights.seed is not None else 0
+            seed = self.weights.seed if self.weights.seed is not None else DEFAULT_SEED
             for variable in pending:
                 init = self._plan[variable.path]
                 set_value(variable, seeded_values(seed, variable.path, variable.shape, init))

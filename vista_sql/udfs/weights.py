@@ -37,6 +37,9 @@ from vista_sql.udfs.cnns import definition
 if TYPE_CHECKING:
     import keras
 
+DEFAULT_SEED = 0
+"""The seed of ``WEIGHTS RANDOM`` without ``SEED``: random weights are deterministic regardless."""
+
 DOWNLOAD_TIMEOUT_S = 30.0
 """Seconds to wait for the ImageNet weights server before saying how to supply the file."""
 
