@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import sys
 import time
 from pathlib import Path
@@ -38,6 +37,7 @@ from vista_sql.catalog import roster  # noqa: E402
 from vista_sql.datasets.foods import food_jpeg, food_row  # noqa: E402
 from vista_sql.logical.plan import LayerOut, WeightsSpec  # noqa: E402
 from vista_sql.udfs.inference import InferenceSpec, clear_cache, infer_local  # noqa: E402
+from vista_sql.udfs.layer_stats import machine  # noqa: E402
 
 RESULTS = REPO / "benchmarks" / "results"
 WEIGHTS = WeightsSpec("random", seed=7)
@@ -194,7 +194,7 @@ def main() -> None:
     RESULTS.mkdir(parents=True, exist_ok=True)
     document = {
         "when": time.strftime("%Y-%m-%d"),
-        "machine": {"cpu": platform.processor(), "cores": os.cpu_count()},
+        "machine": machine(),
         "tensorflow": tf.__version__,
         "keras": keras.__version__,
         "results": rows,
