@@ -1,4 +1,4 @@
-"""The functions behind ``vista_sql.explain`` (and, later, ``execute`` and ``register_cnn``).
+"""The functions behind ``vista_sql.explain``, ``execute`` and ``register_cnn``.
 
 ``explain(sql)`` parses every statement, checks it (``logical.builder``), adds EXPLAIN to a bare
 TRANSFER FEATURES and returns the text of each, separated by blank lines. EXPLAIN LOGICAL and
@@ -10,8 +10,9 @@ Nothing here imports Spark or TensorFlow.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
+import json
+from collections.abc import Mapping, Sequence
+from typing import Any, Literal
 
 from vista_sql.catalog import Catalog, CnnInfo, current
 from vista_sql.errors import VistaError
@@ -60,41 +61,103 @@ def statement_text(statement: Statement, catalog: Catalog, **kwargs: Any) -> str
 
 # ------------------------------------------------------------------------------------------------
 # EXPLAIN dispatch: the one place that decides which EXPLAIN modes exist. LOGICAL and VERBOSE are
-# the logical plans. Plain EXPLAIN (the chosen physical plan), COST and ANALYZE need the cost model
-# and the executor: wire them in here (and pass ``chosen=`` / ``annotate=`` to the logical ones to
-# mark the choice and print estimates).
+# the logical plans; plain EXPLAIN and COST are the cost model's decision; ANALYZE runs the
+# statement and prints the decision's estimates beside what was measured.
 # ------------------------------------------------------------------------------------------------
 
 
 def explain_statement(statement: ExplainStatement, catalog: Catalog, **kwargs: Any) -> str:
-    """The text of one EXPLAIN statement. ``kwargs`` are for the modes that need data/resources."""
+    """The text of one EXPLAIN statement. ``kwargs``: ``tables=``, ``spark=``, ``progress=``."""
     query = statement.query
     if statement.mode == "logical":
         return explain_logical(query, catalog, format=statement.format)
     if statement.mode == "verbose":
         return explain_verbose(query, catalog, format=statement.format)
-    mode = f"EXPLAIN {statement.mode.upper()}" if statement.mode else "EXPLAIN"
-    raise VistaError.at(
-        f"{mode} is not available yet (it needs the cost model); "
-        "EXPLAIN LOGICAL and EXPLAIN VERBOSE are",
-        query.sql,
-        query.origins.get("statement"),
-    )
+    if statement.mode == "analyze":
+        from vista_sql.physical.run import run_query
+
+        result = run_query(
+            query,
+            catalog,
+            spark=kwargs.get("spark"),
+            tables=kwargs.get("tables"),
+            master=kwargs.get("master"),
+            progress=kwargs.get("progress", False),
+        )
+        return result.explain_json() if statement.format == "json" else result.explain()
+    from vista_sql.cost_model.decide import decide
+    from vista_sql.cost_model.explain import explain_json, explain_text
+
+    decision = decide(query, catalog, kwargs.get("tables"))
+    mode: Literal["cost"] | None = "cost" if statement.mode == "cost" else None
+    if statement.format == "json":
+        return json.dumps(explain_json(decision, mode), indent=2, sort_keys=True)
+    return explain_text(decision, mode)
 
 
-def execute(sql: str, spark: Any = None, tables: Any = None, progress: bool = True) -> Any:
-    """Not implemented yet: running statements arrives with the executor."""
-    raise VistaError("vista_sql.execute is not implemented yet")
+def execute(
+    sql: str,
+    spark: Any = None,
+    tables: Mapping[str, Any] | None = None,
+    progress: bool = True,
+    **kwargs: Any,
+) -> Any:
+    """Run every statement in ``sql``; the last one's result (a TransferResult, or text)."""
+    results = execute_all(sql, spark=spark, tables=tables, progress=progress, **kwargs)
+    return results[-1]
 
 
-def execute_all(sql: str, **kwargs: Any) -> list[Any]:
-    """Not implemented yet: running statements arrives with the executor."""
-    raise VistaError("running statements is not implemented yet")
+def execute_all(
+    sql: str,
+    *,
+    spark: Any = None,
+    tables: Mapping[str, Any] | None = None,
+    master: str | None = None,
+    into: str | None = None,
+    progress: bool = True,
+    catalog: Catalog | None = None,
+) -> list[Any]:
+    """Run the statements in order: TRANSFER FEATURES gives a TransferResult; EXPLAIN, DESCRIBE
+    CNN and SHOW CNNS give text. Every statement is parsed and checked before any runs.
+
+    ``into`` (the command line's --into) is the INTO of a statement without one; with several
+    TRANSFER statements each writes to ``<into>/<n>``.
+    """
+    catalog = catalog if catalog is not None else current()
+    statements = [build(tree, sql, catalog) for tree in parse(sql)]
+    transfers = [s for s in statements if isinstance(s, TransferQuery)]
+    results: list[Any] = []
+    for statement in statements:
+        if isinstance(statement, TransferQuery):
+            from vista_sql.physical.run import run_query
+
+            target = statement.into
+            if target is None and into is not None:
+                number = transfers.index(statement) + 1
+                target = into if len(transfers) == 1 else f"{into}/{number}"
+            results.append(
+                run_query(
+                    statement,
+                    catalog,
+                    spark=spark,
+                    tables=tables,
+                    master=master,
+                    progress=progress,
+                    into=target,
+                )
+            )
+        else:
+            results.append(
+                statement_text(
+                    statement, catalog, spark=spark, tables=tables, master=master, progress=progress
+                )
+            )
+    return results
 
 
 def register_cnn(name: str, keras_model_or_path: Any, layers: list[str]) -> None:
-    """Not implemented yet: registering CNNs arrives with the CNN roster's TensorFlow side."""
-    raise VistaError("vista_sql.register_cnn is not implemented yet")
+    """Make a user's Keras model a roster entry (not available yet: see the feature-store issue)."""
+    raise VistaError("vista_sql.register_cnn is not available yet")
 
 
 # ------------------------------------------------------------------------------------------------

@@ -43,6 +43,7 @@ class TransferResult:
     plan: str = ""
     into: str | None = None
     _explain: Callable[[], str] | None = field(default=None, repr=False)
+    _explain_json: Callable[[], dict[str, Any]] | None = field(default=None, repr=False)
 
     @property
     def models(self) -> dict[str, Any]:
@@ -89,6 +90,11 @@ class TransferResult:
     def explain(self) -> str:
         """The plan that ran, with the optimizer's estimates beside what was measured."""
         return self._explain() if self._explain is not None else self.plan
+
+    def explain_json(self) -> str:
+        """``explain()`` as JSON text (EXPLAIN ANALYZE FORMAT JSON)."""
+        document = self._explain_json() if self._explain_json is not None else {}
+        return json.dumps(document, indent=2, sort_keys=True, default=str)
 
     def table(self) -> str:
         """The per-layer table as aligned text (what the command line prints)."""

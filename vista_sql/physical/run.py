@@ -123,3 +123,96 @@ def run_plan(
             shutil.rmtree(staging, ignore_errors=True)
         raise
     return result, outcome
+
+
+def _session_of(tables: Mapping[str, Any] | None) -> SparkSession | None:
+    """The session of a DataFrame given in ``tables=``: it must be the one that runs the plan."""
+    for value in (tables or {}).values():
+        session = getattr(value, "sparkSession", None)
+        if session is not None:
+            return session
+    return None
+
+
+def _spark_stats(
+    spark: SparkSession, query: TransferQuery, tables: Mapping[str, Any] | None, stats: Any
+) -> Any:
+    """Fill statistics that listings could not give (DataFrame or catalog sources) from Spark."""
+    from vista_sql.cost_model.stats import DataStats
+    from vista_sql.physical.prepare import numeric_columns
+    from vista_sql.physical.sources import resolve
+
+    if stats.image_rows.known and stats.table_rows.known:
+        return stats
+    images = resolve(spark, query.image_source, tables)
+    table = resolve(spark, query.table_source, tables)
+    image_rows = None if isinstance(images, str) else images.count()
+    table_rows = None if isinstance(table, str) else table.count()
+    features = (
+        len(query.features)
+        if query.features is not None
+        else None
+        if isinstance(table, str)
+        else len(numeric_columns(table)) - 2
+    )
+    return DataStats.of(
+        image_rows=image_rows if image_rows is not None else stats.image_rows.value,
+        image_bytes=stats.image_bytes.value,
+        table_rows=table_rows if table_rows is not None else stats.table_rows.value,
+        feature_columns=features if features is not None else stats.feature_columns.value,
+        table_bytes=stats.table_bytes.value,
+        exact=False,
+        note="row counts from Spark",
+    )
+
+
+def run_query(
+    query: TransferQuery,
+    catalog: Catalog,
+    *,
+    spark: SparkSession | None = None,
+    tables: Mapping[str, Any] | None = None,
+    master: str | None = None,
+    progress: bool = True,
+    into: str | None = None,
+) -> TransferResult:
+    """Decide, configure the session, check the sources, run, and explain one statement."""
+    from vista_sql.cost_model.decide import decide
+    from vista_sql.cost_model.explain import explain_json, explain_text
+    from vista_sql.cost_model.stats import gather_stats
+    from vista_sql.physical.analyze import analyze_json, analyze_text
+    from vista_sql.physical.session import advice, owned_session
+
+    into = into if into is not None else query.into
+    given = spark if spark is not None else _session_of(tables)
+    stats = gather_stats(query, tables)
+    if given is not None:
+        stats = _spark_stats(given, query, tables, stats)
+    decision = decide(query, catalog, tables, stats=stats)
+    chosen = decision.chosen
+    conf = chosen.config.as_spark_conf()
+    session = given if given is not None else owned_session(conf, master)
+    notes = advice(session, conf) if given is not None else []
+
+    prepared = prepare(session, query, tables)
+    plan = chosen.plan
+    settings = LoweringSettings(
+        partitions=chosen.choice.partitions,
+        batch_size=chosen.choice.batch_size,
+        threads=chosen.choice.tf_threads,
+    )
+    result, outcome = run_plan(
+        plan, query, catalog, prepared, settings, progress=progress, into=into
+    )
+    cnn = catalog.cnn(query.cnn)
+    assert cnn is not None
+    order = sorted(query.layers, key=cnn.index)
+    result.advice = notes
+    result.plan = explain_text(decision)
+    result._explain = lambda: analyze_text(
+        decision, result.plan, plan, outcome, order, result.seconds, result.peak_memory
+    )
+    result._explain_json = lambda: analyze_json(
+        decision, explain_json(decision), plan, outcome, order, result.seconds, result.peak_memory
+    )
+    return result

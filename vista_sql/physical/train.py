@@ -44,6 +44,7 @@ class Trained:
     model: Model
     metrics: dict[str, float]
     train_seconds: float
+    evaluate_seconds: float
     train_rows: int
     validation_rows: int
     best_params: dict[str, Value]
@@ -155,6 +156,7 @@ def train(
         model=model,
         metrics=metrics,
         train_seconds=seconds,
+        evaluate_seconds=time.perf_counter() - started - seconds,
         train_rows=training.count(),
         validation_rows=validation_rows,
         best_params=best_params,

@@ -1,0 +1,160 @@
+"""EXPLAIN ANALYZE: the plan that ran, with the optimizer's estimates beside what was measured.
+
+Time is compared per layer and stage, as the executor measures it: a layer's *inference* is what
+it took to materialise its branch (the Persist nodes it came to first, then its branch table), its
+*training* the fit, its *evaluation* the scoring of the held-out rows. The estimate of each is the
+sum of the cost model's operator times attributed the same way: an operator shared by several
+branches counts for the first branch that runs (bottom layer first), as it is computed there.
+Memory compares the estimated peak of the node with the measured peak resident memory of the
+whole process tree (driver, JVM, Python workers).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from vista_sql.cost_model.estimate import Estimate, format_bytes, format_seconds, total
+from vista_sql.cost_model.optimizer import Decision
+from vista_sql.logical.plan import Evaluate, Plan, Train, Workload
+from vista_sql.physical.executor import RunOutcome, branch_parts
+from vista_sql.physical.monitor import MemorySample
+
+
+@dataclass(frozen=True)
+class StageRow:
+    layer: str
+    stage: str
+    estimate: Estimate
+    measured: float
+
+
+def _attribute(plan: Workload, order: list[str]) -> dict[tuple[str, str], list[int]]:
+    """(layer, stage) -> operator numbers (pre-order, as the cost model numbers them)."""
+    numbers = {id(node): index + 1 for index, node in enumerate(plan.walk())}
+    branches = {branch_parts(b)[1].layer: b for b in plan.branches}
+    seen: set[int] = set()
+    groups: dict[tuple[str, str], list[int]] = {}
+
+    def visit(node: Plan, layer: str) -> None:
+        if id(node) in seen:
+            return
+        seen.add(id(node))
+        stage = (
+            "training"
+            if isinstance(node, Train)
+            else "evaluation"
+            if isinstance(node, Evaluate)
+            else "inference"
+        )
+        groups.setdefault((layer, stage), []).append(numbers[id(node)])
+        for child in node.children:
+            visit(child, layer)
+
+    for layer in order:
+        visit(branches[layer], layer)
+    return groups
+
+
+def stage_rows(
+    decision: Decision, plan: Workload, outcome: RunOutcome, order: list[str]
+) -> list[StageRow]:
+    runtime = decision.chosen.runtime
+    groups = _attribute(plan, order)
+    rows = []
+    for run in outcome.layers:
+        measured = {
+            "inference": run.inference_seconds,
+            "training": run.trained.train_seconds,
+            "evaluation": run.trained.evaluate_seconds,
+        }
+        for stage, seconds in measured.items():
+            estimates = [
+                op.total
+                for number in groups.get((run.layer, stage), [])
+                if (op := runtime.of(number)) is not None
+            ]
+            rows.append(StageRow(run.layer, stage, total(estimates), seconds))
+    return rows
+
+
+def _ratio(estimate: Estimate, measured: float) -> str:
+    if estimate.value is None or measured <= 0:
+        return "?"
+    return f"{estimate.value / measured:.2f}"
+
+
+def analyze_text(
+    decision: Decision,
+    explain: str,
+    plan: Workload,
+    outcome: RunOutcome,
+    order: list[str],
+    seconds: float,
+    peak: MemorySample | None,
+) -> str:
+    """The plain EXPLAIN text, then per layer and stage estimated vs measured, then totals."""
+    rows = stage_rows(decision, plan, outcome, order)
+    lines = [explain.rstrip(), "", "== Analyze: estimated vs measured ==", ""]
+    header = f"{'layer':<10} {'stage':<11} {'estimated':>11} {'measured':>10} {'est/meas':>9}"
+    lines += [header, "-" * len(header)]
+    for row in rows:
+        lines.append(
+            f"{row.layer:<10} {row.stage:<11} {row.estimate.format('seconds'):>11}"
+            f" {format_seconds(row.measured):>10} {_ratio(row.estimate, row.measured):>9}"
+        )
+    chosen = decision.chosen
+    lines += [
+        "",
+        f"total time    estimated {chosen.time.format('seconds')}, measured"
+        f" {format_seconds(seconds)} (ratio {_ratio(chosen.time, seconds)})",
+    ]
+    if peak is not None:
+        lines.append(
+            f"peak memory   estimated {chosen.peak.format('bytes')}, measured"
+            f" {format_bytes(peak.total)} (ratio {_ratio(chosen.peak, peak.total)}):"
+            f" JVM {format_bytes(peak.jvm)}, Python workers {format_bytes(peak.python_workers)},"
+            f" driver {format_bytes(peak.driver)}"
+        )
+    else:
+        lines.append(f"peak memory   estimated {chosen.peak.format('bytes')}, measured ?")
+    for timing in outcome.timings:
+        lines.append(
+            f"materialised  {timing.node.describe()}: {timing.rows} rows in"
+            f" {format_seconds(timing.seconds)}"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def analyze_json(
+    decision: Decision,
+    explain: dict[str, Any],
+    plan: Workload,
+    outcome: RunOutcome,
+    order: list[str],
+    seconds: float,
+    peak: MemorySample | None,
+) -> dict[str, Any]:
+    rows = stage_rows(decision, plan, outcome, order)
+    return {
+        **explain,
+        "mode": "analyze",
+        "analyze": {
+            "stages": [
+                {
+                    "layer": r.layer,
+                    "stage": r.stage,
+                    "estimated_seconds": r.estimate.to_json(),
+                    "measured_seconds": r.measured,
+                }
+                for r in rows
+            ],
+            "seconds": {"estimated": decision.chosen.time.to_json(), "measured": seconds},
+            "peak_memory_bytes": {
+                "estimated": decision.chosen.peak.to_json(),
+                "measured": None if peak is None else peak.total,
+                "measured_jvm": None if peak is None else peak.jvm,
+                "measured_python_workers": None if peak is None else peak.python_workers,
+            },
+        },
+    }
