@@ -24,7 +24,7 @@ from vista_sql.udfs.inference import InferenceSpec, infer_local
 
 pytestmark = pytest.mark.tf
 
-CNNS = ("alexnet", "vgg16", "resnet50")
+CNNS = ("alexnet", "vgg16", "resnet50", "squeezenet", "efficientnet_lite0")
 WEIGHTS = WeightsSpec("random", seed=11)
 TOLERANCE = 1e-4
 

@@ -41,7 +41,12 @@ TORCH_STD = np.array([0.229, 0.224, 0.225], dtype=np.float32)
 DRAFT_FACTOR = 2
 """A JPEG this many times the input size (both ways) or more is decoded at reduced scale."""
 
-PREPROCESS_MODES = ("caffe", "tf", "torch")
+LITE_MEAN = np.float32(127.0)
+LITE_STD = np.float32(128.0)
+"""EfficientNet-Lite's input normalisation (MEAN_RGB and STDDEV_RGB of the TensorFlow
+``efficientnet_lite_builder``, which its PyTorch port's weights were trained with)."""
+
+PREPROCESS_MODES = ("caffe", "tf", "torch", "efficientnet_lite")
 
 
 class ImageError(ValueError):
@@ -103,8 +108,9 @@ def to_rgb(image: Image.Image) -> Image.Image:
 def preprocess(pixels: np.ndarray, mode: str) -> np.ndarray:
     """RGB pixels (..., 3) in 0..255 -> the model's input, as Keras's ``preprocess_input``.
 
-    ``caffe``: RGB -> BGR, minus the ImageNet BGR means (VGG16, ResNet50, AlexNet). ``tf``:
-    scaled to -1..1 (MobileNet). ``torch``: 0..1, minus mean, over std, RGB.
+    ``caffe``: RGB -> BGR, minus the ImageNet BGR means (VGG16, ResNet50, AlexNet, SqueezeNet).
+    ``tf``: scaled to -1..1 (MobileNet). ``torch``: 0..1, minus mean, over std, RGB.
+    ``efficientnet_lite``: (x - 127) / 128, RGB (EfficientNet-Lite0).
     """
     values = np.asarray(pixels).astype(np.float32)
     if mode == "caffe":
@@ -119,6 +125,10 @@ def preprocess(pixels: np.ndarray, mode: str) -> np.ndarray:
         values /= np.float32(255.0)
         values -= TORCH_MEAN
         values /= TORCH_STD
+        return values
+    if mode == "efficientnet_lite":
+        values -= LITE_MEAN
+        values /= LITE_STD
         return values
     raise ValueError(f"unknown preprocessing {mode!r}; valid: {', '.join(PREPROCESS_MODES)}")
 

