@@ -117,7 +117,9 @@ def test_memory_and_time_never_decrease_as_data_grows(
     _, memory_large, time_large = model(
         name, stats(large[0], large[1], features=large[2]), machine, pick
     )
-    assert memory_large.peak.lower_bound >= memory_small.peak.lower_bound
+    # The heap is a whole number of MiB: when it takes all the memory the workers leave, more
+    # data can round it one MiB down while the workers grow by less.
+    assert memory_large.peak.lower_bound >= memory_small.peak.lower_bound - 2 * MiB
     assert time_large.total.lower_bound >= time_small.total.lower_bound * (1 - 1e-9)
 
 

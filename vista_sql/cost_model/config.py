@@ -80,7 +80,8 @@ class SparkConfig:
     arrow_rows: int
     cache_rows: int
     compress_cached: bool
-    """spark.rdd.compress: lz4 on serialized cached blocks (set when persisting serialized)."""
+    """spark.rdd.compress: lz4 on serialized cached blocks (the executor's branch tables are
+    cached serialized, and so are the serialized and disk persistence levels)."""
     max_result_bytes: int | None
     """spark.driver.maxResultSize when a broadcast needs more than the 1g default."""
     gpu: bool

@@ -8,10 +8,13 @@ rounded to words, 4 bytes per float); structured features are doubles; the assem
 is an ML ``VectorUDT`` of doubles, so CNN features double in size when assembled.
 
 How often an operator runs: Spark recomputes a DataFrame for every action that reads it unless it
-is persisted. So each operator's ``passes`` is the sum of its consumers' demands: an MLlib linear
-model reads its input twice (the Summarizer pass, then the pass that builds its persisted blocks),
-evaluation reads the held-out rows once, and a ``Persist`` computes its child once however many
-times it is read.
+is persisted. So each operator's ``passes`` is the sum of its consumers' demands, and a ``Persist``
+computes its child once however many times it is read. The executor (``physical/executor.py``)
+caches each branch's assembled table (MEMORY_AND_DISK) before training, so what is below a
+``Train`` is computed once per branch, and the model's reads of its input (an MLlib linear model
+reads it twice: the Summarizer pass, then the pass that builds its persisted blocks) and the
+evaluation's read of the held-out rows are reads of that cache (``ModelFacts.input_passes``, costed
+with the training).
 """
 
 from __future__ import annotations
@@ -92,7 +95,7 @@ class ModelFacts:
     """Model fits: 1, or for a grid search (combinations x folds) + the final refit."""
     folds: int
     input_passes: float
-    """Reads of the training input per statement (see module docstring)."""
+    """Reads of the cached branch table by the fits (see module docstring)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -469,7 +472,7 @@ def _passes(
     """How many times each operator is computed (Persist: read), from its consumers' demands."""
     demands: dict[int, list[tuple[Plan, float, bool]]] = {id(n): [] for n in order}
     for node in order:
-        for child_node, factor, once in _demands(node, sized, consts):
+        for child_node, factor, once in _demands(node):
             demands[id(node)].append((child_node, factor, once))
     indegree: dict[int, int] = {id(n): 0 for n in order}
     for node in order:
@@ -491,16 +494,9 @@ def _passes(
     return passes
 
 
-def _demands(
-    node: Plan, sized: dict[int, _Sized], consts: CostConstants
-) -> list[tuple[Plan, float, bool]]:
+def _demands(node: Plan) -> list[tuple[Plan, float, bool]]:
     """(child, reads per computation of ``node``, computed once however often node is read)."""
     match node:
         case Persist(child=inner):
             return [(inner, 1.0, True)]
-        case Train(child=inner):
-            model = sized[id(node)][3]
-            return [(inner, model.input_passes if model else 1.0, False)]
-        case Evaluate(child=Train() as train):
-            return [(train, 1.0, False), (train.child, consts.evaluate_input_passes, False)]
     return [(child, 1.0, False) for child in node.children]

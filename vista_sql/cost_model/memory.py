@@ -55,7 +55,7 @@ from vista_sql.cost_model.estimate import (
 )
 from vista_sql.cost_model.facts import DOUBLE_BYTES, InferFacts, NodeFacts, PlanFacts
 from vista_sql.cost_model.resources import Resources
-from vista_sql.logical.plan import Decode, Infer, Join, Persist, TableScan, Train
+from vista_sql.logical.plan import Assemble, Decode, Infer, Join, Persist, TableScan, Train
 
 MiB = 2**20
 PARQUET_BATCH_ROWS = 4096
@@ -209,6 +209,19 @@ def gpu_bytes(infer: InferFacts, choice: Choice, consts: CostConstants) -> Estim
     return consts.gpu_runtime_bytes + infer.param_bytes * consts.param_copies + activations
 
 
+def gpu_fits(facts: PlanFacts, choice: Choice, resources: Resources, consts: CostConstants) -> bool:
+    """Whether the concurrent workers' models and activations fit in GPU memory (True without a
+    GPU, and when unknown: only what is known to overflow is refused)."""
+    if resources.gpu_memory_bytes is None:
+        return True
+    need = largest(
+        gpu_bytes(f.infer, choice, consts)
+        for f in facts.nodes
+        if f.infer is not None and f.passes > 0
+    )
+    return need.lower_bound * choice.executor_cores <= resources.gpu_memory_bytes
+
+
 def stored_bytes(facts: NodeFacts, level: str, consts: CostConstants) -> Estimate:
     """Bytes a persisted DataFrame occupies in memory at ``level`` (0 on disk only)."""
     if level == "disk":
@@ -216,6 +229,12 @@ def stored_bytes(facts: NodeFacts, level: str, consts: CostConstants) -> Estimat
     if level == "serialized":
         return facts.bytes * consts.serialized_compression
     return facts.bytes
+
+
+def branch_table_bytes(assembled: NodeFacts, consts: CostConstants) -> Estimate:
+    """The executor's cache of one branch's assembled table (PySpark MEMORY_AND_DISK: serialized
+    columnar batches, lz4-compressed since the configuration sets spark.rdd.compress)."""
+    return assembled.bytes * consts.serialized_compression
 
 
 def training_blocks(facts: NodeFacts) -> Estimate:
@@ -290,7 +309,10 @@ def needs(facts: PlanFacts, choice: Choice, resources: Resources, consts: CostCo
     # User memory: heap objects Spark does not track, per task and (local mode) on the driver.
     for p in facts.kind(Persist):
         task_memory[p.number] = p.row_bytes * (2 * choice.cache_rows)
-    builders = largest(task_memory[p.number] for p in facts.kind(Persist))
+    # Columnar batches under construction: of every Persist and of the executor's branch tables.
+    builders = largest(
+        f.row_bytes * (2 * choice.cache_rows) for f in (*facts.kind(Persist), *facts.kind(Assemble))
+    )
     trains = facts.kind(Train)
     for t in trains:
         task_memory[t.number] = _aggregator_bytes(t, consts)
@@ -630,7 +652,9 @@ def _lbfgs_bytes(train: NodeFacts, consts: CostConstants) -> Estimate:
 
 def _cache_peak(facts: PlanFacts, choice: Choice, consts: CostConstants, nodes: int) -> Estimate:
     """Largest cached set on one node over the branches, run in order: every persisted
-    DataFrame alive from its first to its last using branch, plus the branch's training blocks."""
+    DataFrame alive from its first to its last using branch, plus the branch's cached table and
+    MLlib's training blocks. (The executor runs the branches bottom layer first, the reverse of
+    the workload's order; the intervals mirror, the peak is the same.)"""
     persists = facts.kind(Persist)
     trains = facts.kind(Train)
     branch_count = max((max(f.branches, default=0) for f in facts.nodes), default=0) + 1
@@ -642,7 +666,12 @@ def _cache_peak(facts: PlanFacts, choice: Choice, consts: CostConstants, nodes: 
             if p.branches and min(p.branches) <= branch <= max(p.branches)
         ]
         blocks = [training_blocks(t) for t in trains if branch in t.branches]
-        peak = largest([peak, total(live + blocks) / nodes])
+        tables = [
+            branch_table_bytes(facts.of(t.node.child), consts)
+            for t in trains
+            if branch in t.branches and isinstance(t.node, Train)
+        ]
+        peak = largest([peak, total(live + blocks + tables) / nodes])
     return peak
 
 

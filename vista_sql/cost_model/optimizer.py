@@ -39,7 +39,14 @@ from vista_sql.cost_model.config import Choice, SparkConfig
 from vista_sql.cost_model.constants import CostConstants, constants
 from vista_sql.cost_model.estimate import Estimate, format_bytes, format_seconds
 from vista_sql.cost_model.facts import PlanFacts, analyze
-from vista_sql.cost_model.memory import Fit, MemoryModel, memory_model, minimum_memory, needs
+from vista_sql.cost_model.memory import (
+    Fit,
+    MemoryModel,
+    gpu_fits,
+    memory_model,
+    minimum_memory,
+    needs,
+)
 from vista_sql.cost_model.resources import Resources
 from vista_sql.cost_model.runtime import RuntimeModel, runtime
 from vista_sql.cost_model.stats import DataStats
@@ -233,32 +240,45 @@ def minimum_memory_for(
     for _, alternative, facts in alternatives:
         groups = _choices(alternative, facts, options, resources, consts)
         for choice in (choice for group in groups for choice in group):
+            if not gpu_fits(facts, choice, resources, consts):
+                continue  # no node memory helps a model that does not fit on the GPU
             need = needs(facts, choice, resources, consts)
-            memory = minimum_memory(need, choice, resources, consts)
-            gpu = resources.gpu_memory_bytes
-            if gpu is not None and not _gpu_fits(facts, choice, resources, consts):
-                continue
-            least = min(least, memory)
+            least = min(least, minimum_memory(need, choice, resources, consts))
     if math.isinf(least):
         return 0, None
     size = math.ceil(least / MiB) * MiB
-    while True:
-        probe = resources.with_memory(size)
-        plans = [
-            min(_search(a, order, facts, options, probe, consts), key=PhysicalPlan.key)
+    winner = _best_at(alternatives, options, resources.with_memory(size), consts)
+    if winner.fit.status != "does_not_fit":
+        return size, winner
+    # Not expected (the needs do not depend on the memory); stay correct anyway: fitting is
+    # monotone in memory, so bisect up to a bound beyond any machine.
+    low, high = size, 2**50
+    best = _best_at(alternatives, options, resources.with_memory(high), consts)
+    if best.fit.status == "does_not_fit":
+        return 0, None
+    while high - low > MiB:
+        middle = (low + high) // 2 // MiB * MiB
+        plan = _best_at(alternatives, options, resources.with_memory(middle), consts)
+        if plan.fit.status == "does_not_fit":
+            low = middle
+        else:
+            high, best = middle, plan
+    return high, best
+
+
+def _best_at(
+    alternatives: Sequence[tuple[int, AlternativeLike, PlanFacts]],
+    options: Options,
+    resources: Resources,
+    consts: CostConstants,
+) -> PhysicalPlan:
+    return min(
+        (
+            min(_search(a, order, facts, options, resources, consts), key=PhysicalPlan.key)
             for order, a, facts in alternatives
-        ]
-        winner = min(plans, key=PhysicalPlan.key)
-        if winner.fit.status != "does_not_fit":
-            return size, winner
-        size += MiB
-
-
-def _gpu_fits(
-    facts: PlanFacts, choice: Choice, resources: Resources, consts: CostConstants
-) -> bool:
-    model = memory_model(facts, choice, resources, consts)
-    return not (model.fit.status == "does_not_fit" and model.fit.region == "gpu")
+        ),
+        key=PhysicalPlan.key,
+    )
 
 
 def _allowed(alternative: AlternativeLike, options: Options) -> bool:
@@ -434,7 +454,7 @@ def _estimate(
         batch_size=choice.batch_size,
         arrow_rows=choice.arrow_rows,
         cache_rows=choice.cache_rows,
-        compress_cached=has_persist and choice.persist != "deserialized",
+        compress_cached=True,
         max_result_bytes=max_result,
         gpu=resources.gpu_memory_bytes is not None,
         persist_level=choice.persist if has_persist else None,

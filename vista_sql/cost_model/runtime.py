@@ -21,7 +21,12 @@ from vista_sql.cost_model.config import Choice
 from vista_sql.cost_model.constants import CostConstants
 from vista_sql.cost_model.estimate import ZERO, Estimate, total
 from vista_sql.cost_model.facts import DOUBLE_BYTES, NodeFacts, PlanFacts
-from vista_sql.cost_model.memory import MemoryModel, stored_bytes, training_blocks
+from vista_sql.cost_model.memory import (
+    MemoryModel,
+    branch_table_bytes,
+    stored_bytes,
+    training_blocks,
+)
 from vista_sql.cost_model.resources import Resources
 from vista_sql.logical.plan import (
     Assemble,
@@ -51,6 +56,8 @@ STEPS = (
 
 EVALUATION_JOBS = 3
 """Accuracy, F1 and AUC: one job each over the held-out predictions."""
+BRANCH_TABLE_COUNTS = 2
+"""The executor counts the branch table when caching it and the training rows after the fit."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -192,7 +199,7 @@ def _operator(
         values = vector.values if vector else Estimate.absent()
         return "assemble", cluster.spread(f.rows * values * consts.assemble_seconds_per_value), ZERO
     if isinstance(node, Train):
-        return "train", ZERO, _train(f, memory, cluster)
+        return "train", ZERO, _train(f, facts, memory, cluster)
     if isinstance(node, Evaluate):
         return "evaluate", _evaluate(f, facts, cluster), ZERO
     return "startup", ZERO, ZERO
@@ -260,19 +267,27 @@ def _persist(
     return build + spilled_serialize + spilled, scan + spilled_serialize + spilled
 
 
-def _train(f: NodeFacts, memory: MemoryModel, cluster: _Cluster) -> Estimate:
-    """MLlib training: the passes that read the input are the child's; here the CPU work on the
-    blocks, one job per iteration, and reading back blocks that spilled."""
+def _train(f: NodeFacts, facts: PlanFacts, memory: MemoryModel, cluster: _Cluster) -> Estimate:
+    """MLlib training: caching the branch table and reading it back (each fit's passes, the
+    evaluation, the executor's counts), the CPU work on the blocks, one job per iteration, and
+    reading back blocks that spilled."""
     consts = cluster.consts
     model = f.model
     if model is None:
         return ZERO
+    assert isinstance(f.node, Train)
+    table = branch_table_bytes(facts.of(f.node.child), consts)
+    reads = model.input_passes * model.fits + consts.evaluate_input_passes + BRANCH_TABLE_COUNTS
+    serialize = consts.serialize_seconds_per_byte
+    spilled = table * memory.spill_fraction * consts.disk_seconds_per_byte
+    cache = cluster.spread(
+        table * (consts.cache_write_seconds_per_byte + serialize) + spilled
+    ) + cluster.spread((table * (consts.cache_read_seconds_per_byte + serialize) + spilled) * reads)
     rows = f.rows
     values = model.values + 1
     sets = model.classes.map(lambda k: 1 if k <= 2 else k)
     jvm = consts.jvm_flops_per_core
     prepare = rows * values * (4 / jvm + DOUBLE_BYTES * consts.row_copy_seconds_per_byte)
-    spilled = training_blocks(f) * memory.spill_fraction * consts.disk_seconds_per_byte
     if model.name in ("decision_tree", "random_forest", "gbt"):
         considered = values.map(math.sqrt) if model.name == "random_forest" else values
         level = rows * considered * (20 / jvm)
@@ -280,9 +295,11 @@ def _train(f: NodeFacts, memory: MemoryModel, cluster: _Cluster) -> Estimate:
         level = rows * values * sets * (6 / jvm)
     else:
         level = rows * values * sets * (4 / jvm)
-    iteration = cluster.spread(level + spilled) + consts.job_overhead_seconds
+    blocks_spilled = training_blocks(f) * memory.spill_fraction * consts.disk_seconds_per_byte
+    iteration = cluster.spread(level + blocks_spilled) + consts.job_overhead_seconds
     per_fit = cluster.spread(prepare) + iteration * model.iterations
-    return per_fit * model.fits
+    jobs = (reads + model.fits) * consts.job_overhead_seconds
+    return cache + per_fit * model.fits + jobs
 
 
 def _evaluate(f: NodeFacts, facts: PlanFacts, cluster: _Cluster) -> Estimate:
