@@ -227,3 +227,15 @@ def test_with_options_win_over_the_machine(tmp_path: Path) -> None:
 def test_this_machine_is_detected() -> None:
     found = detect_resources()
     assert found.memory_bytes > 0 and found.cores >= 1
+
+
+def test_optimize_runs_the_whole_chain_from_the_sources(images: Path, tmp_path: Path) -> None:
+    from vista_sql.cost_model import optimize
+
+    table = tmp_path / "t.parquet"
+    pq.write_table(pa.table({"id": [0, 1, 2, 3], "label": [0, 1, 0, 1], "x": [1.0] * 4}), table)
+    decision = optimize(query(str(images), str(table), extra=""))
+    assert decision.stats.image_rows.value == 4
+    assert decision.stats.table_rows.value == 4
+    assert decision.resources == detect_resources()
+    assert decision.chosen.fit.status == "fits"
