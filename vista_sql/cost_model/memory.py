@@ -141,8 +141,6 @@ class MemoryModel:
     """Largest set of cached bytes (persisted layers and MLlib's training blocks) at once."""
     spill_fraction: Estimate
     """Share of cached bytes that Spark keeps on disk because storage memory is full."""
-    execution_per_task: float
-    """Execution memory one task can use for shuffle and sort buffers before spilling."""
     spills: bool
     """Whether anything spills to disk (cached blocks or shuffle buffers), or may (unknown)."""
     task_memory: tuple[tuple[int, Estimate], ...]
@@ -271,9 +269,8 @@ class Needs:
     user_need: Estimate
     user_detail: str
     cache_peak: Estimate
-    exec_want: Estimate
     shuffle_task: Estimate
-    """Bytes one task of a shuffle join sorts."""
+    """Bytes of one task's hash map in a shuffled hash join."""
     hard: float
     """The smallest heap that holds what must be in it (with GC headroom)."""
     want: float
@@ -342,10 +339,14 @@ def needs(facts: PlanFacts, choice: Choice, resources: Resources, consts: CostCo
     # Unified memory: pinned broadcast relations; cached blocks and shuffle buffers spill.
     pinned = relation
     cache_peak = _cache_peak(facts, choice, consts, resources.nodes)
+    # A shuffled hash join (physical/ hints shuffle_hash) builds a hash map of its partition of
+    # the structured side in execution memory; it cannot spill, so it is pinned too.
     for j in joins:
-        task_memory[j.number] = relation if broadcast else _shuffle_task_bytes(facts, j, choice)
-    shuffle_task = largest(_shuffle_task_bytes(facts, j, choice) for j in joins)
-    exec_want = shuffle_task * slots if joins and not broadcast else ZERO
+        task_memory[j.number] = (
+            relation if broadcast else _hash_task_bytes(facts, j, choice, consts)
+        )
+    shuffle_task = largest(_hash_task_bytes(facts, j, choice, consts) for j in joins)
+    hash_maps = shuffle_task * slots if joins and not broadcast else ZERO
     for f in facts.nodes:
         task_memory.setdefault(f.number, _small_task_memory(f, choice))
 
@@ -356,9 +357,11 @@ def needs(facts: PlanFacts, choice: Choice, resources: Resources, consts: CostCo
     # A broadcast relation must fit comfortably: in a fraction of unified memory, as Spark's
     # size threshold intends, so that caching and execution still have room beside it.
     comfortable = pinned.lower_bound / (fraction * consts.broadcast_fraction_of_storage)
+    pinned = pinned + hash_maps
+    comfortable += hash_maps.lower_bound / fraction
     hard = reserved + headroom * max(user_need.lower_bound / (1 - fraction), comfortable)
     hard = max(hard, 1.5 * reserved)
-    wanted_unified = known_sum([pinned, cache_peak, exec_want])
+    wanted_unified = known_sum([pinned, cache_peak])
     want = max(
         consts.default_heap_bytes,
         reserved
@@ -379,7 +382,6 @@ def needs(facts: PlanFacts, choice: Choice, resources: Resources, consts: CostCo
         user_need=user_need,
         user_detail=user_detail,
         cache_peak=cache_peak,
-        exec_want=exec_want,
         shuffle_task=shuffle_task,
         hard=hard,
         want=want,
@@ -424,7 +426,7 @@ def memory_model(
     per_worker, workers, daemon, arrow = need.per_worker, need.workers, need.daemon, need.arrow
     driver_python = need.driver_python
     pinned, user_need, user_detail = need.pinned, need.user_need, need.user_detail
-    cache_peak, exec_want, hard, want = need.cache_peak, need.exec_want, need.hard, need.want
+    cache_peak, hard, want = need.cache_peak, need.hard, need.want
     driver_user, table = need.driver_user, need.table
     fraction = choice.memory_fraction
     reserved = consts.spark_reserved_bytes
@@ -443,9 +445,6 @@ def memory_model(
     user_limit = (heap - reserved) * (1 - fraction)
     storage_capacity = max(0.0, unified_limit - pinned.lower_bound)
     spill = _spill(cache_peak, storage_capacity)
-    protected = min(cache_peak.lower_bound, unified_limit * choice.storage_fraction)
-    execution_room = max(0.0, unified_limit - pinned.lower_bound - protected)
-    execution_per_task = execution_room / slots
 
     regions = [
         Region(
@@ -468,12 +467,12 @@ def memory_model(
         Region("user_memory", user_need, user_limit, "jvm_heap", user_detail),
         Region(
             "unified_memory",
-            pinned + _held(cache_peak, storage_capacity) + _held(exec_want, execution_room),
+            pinned + _held(cache_peak, storage_capacity),
             unified_limit,
             "jvm_heap",
-            f"broadcast relation {pinned.format('bytes')} (pinned); cached"
-            f" {cache_peak.format('bytes')} ({_percent(spill)} spills to disk); shuffle"
-            f" buffers {exec_want.format('bytes')}",
+            f"{'broadcast relation' if table.lower_bound else 'join hash maps'}"
+            f" {pinned.format('bytes')} (pinned); cached {cache_peak.format('bytes')}"
+            f" ({_percent(spill)} spills to disk)",
         ),
         Region(
             "jvm_overhead",
@@ -557,10 +556,7 @@ def memory_model(
         storage_capacity=storage_capacity,
         cache_peak=cache_peak,
         spill_fraction=spill,
-        execution_per_task=execution_per_task,
-        spills=spill.lower_bound > 0
-        or not spill.known
-        or (bool(exec_want.lower_bound) and need.shuffle_task.lower_bound > execution_per_task),
+        spills=spill.lower_bound > 0 or not spill.known,
         task_memory=tuple(sorted(task_memory.items())),
         broadcast_bytes=table,
     )
@@ -623,11 +619,11 @@ def _right_side(facts: PlanFacts, join: NodeFacts) -> NodeFacts:
     return right
 
 
-def _shuffle_task_bytes(facts: PlanFacts, join: NodeFacts, choice: Choice) -> Estimate:
-    """Bytes one task sorts in a sort-merge join: both sides' partition."""
-    assert isinstance(join.node, Join)
-    both = facts.of(join.node.left).bytes + facts.of(join.node.right).bytes
-    return both / choice.partitions
+def _hash_task_bytes(
+    facts: PlanFacts, join: NodeFacts, choice: Choice, consts: CostConstants
+) -> Estimate:
+    """One task's hash map in a shuffled hash join: its partition of the structured side."""
+    return _right_side(facts, join).bytes * (consts.hash_relation_factor / choice.partitions)
 
 
 def _aggregator_bytes(train: NodeFacts, consts: CostConstants) -> Estimate:

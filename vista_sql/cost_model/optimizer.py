@@ -388,7 +388,10 @@ def _choice(
       more than ``partition_target_bytes`` of the largest intermediate, rounded up to a multiple
       of the slots so that no wave runs half empty;
     - Arrow batch rows: ``arrow_batch_multiple`` TF batches (at most Spark's 10,000);
-    - cache batch rows: what keeps one task's columnar batch near ``cache_batch_target_bytes``.
+    - cache batch rows: what keeps one task's columnar batch near ``cache_batch_target_bytes``;
+    - storage fraction: Spark's default. It decides how much cached data execution memory may
+      evict; these plans' execution memory is small (the join's hash maps of the structured
+      table), so there is nothing to trade.
     """
     largest_bytes, persisted = sizes
     slots = executor_cores * resources.nodes
@@ -427,14 +430,6 @@ def _estimate(
     consts: CostConstants,
 ) -> PhysicalPlan:
     memory = memory_model(facts, choice, resources, consts)
-    # Protect cached data from shuffles that would evict it, when both happen.
-    if choice.persist != "disk" and facts.kind(Persist) and choice.join == "shuffle":
-        unified = max(1.0, (memory.heap_bytes - consts.spark_reserved_bytes))
-        share = memory.cache_peak.lower_bound / (unified * choice.memory_fraction)
-        protect = min(0.9, max(consts.storage_fraction_default, math.ceil(share * 10) / 10))
-        if protect != choice.storage_fraction:
-            choice = replace(choice, storage_fraction=protect)
-            memory = memory_model(facts, choice, resources, consts)
     time = runtime(facts, choice, memory, resources, consts)
     has_persist = bool(facts.kind(Persist))
     broadcast = choice.join == "broadcast" and bool(facts.kind(Join))

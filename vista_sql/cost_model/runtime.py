@@ -162,10 +162,12 @@ def _operator(
     consts = cluster.consts
     node = f.node
     if isinstance(node, ImageScan):
+        # Read every file, then repartition by key (physical/): one shuffle of the image bytes.
         image = f.column("image")
         image_bytes = f.rows * image.bytes if image else Estimate.absent()
-        work = f.rows * consts.file_open_seconds + image_bytes * consts.scan_seconds_per_byte
-        return "scan", cluster.spread(work), ZERO
+        per_byte = consts.scan_seconds_per_byte + consts.shuffle_seconds_per_byte
+        work = f.rows * consts.file_open_seconds + image_bytes * per_byte
+        return "scan", cluster.spread(work) + consts.stage_overhead_seconds, ZERO
     if isinstance(node, TableScan):
         per_byte = (
             consts.parquet_seconds_per_byte
@@ -236,15 +238,14 @@ def _join(
         build = memory.broadcast_bytes * consts.broadcast_build_seconds_per_byte
         probe = left.rows * consts.hash_probe_seconds_per_row
         return build + cluster.spread(probe + output) + consts.job_overhead_seconds
-    moved = left.bytes + right.bytes
-    sort = (left.rows + right.rows) * consts.sort_seconds_per_row
-    per_task = moved / choice.partitions
-    spilled = per_task.map(lambda b: max(0.0, b - memory.execution_per_task)) * choice.partitions
-    spill = spilled * (2 * consts.disk_seconds_per_byte)
-    work = moved * consts.shuffle_seconds_per_byte + sort + output + spill
-    # Two exchange stages (one per side) before the join's own.
-    stages = 2 * consts.stage_overhead_seconds + cluster.waves * consts.task_overhead_seconds
-    return cluster.spread(work) + stages
+    # A shuffled hash join (physical/ hints shuffle_hash). The image side is already hash
+    # partitioned by key (physical/ repartitions the image scan into spark.sql.shuffle.partitions
+    # partitions, and inference keeps the partitioning), so only the structured side moves.
+    moved = right.bytes * consts.shuffle_seconds_per_byte
+    build = right.rows * consts.hash_probe_seconds_per_row
+    probe = left.rows * consts.hash_probe_seconds_per_row
+    stages = consts.stage_overhead_seconds + cluster.waves * consts.task_overhead_seconds
+    return cluster.spread(moved + build + probe + output) + stages
 
 
 def _persist(
