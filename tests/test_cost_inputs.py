@@ -229,12 +229,13 @@ def test_this_machine_is_detected() -> None:
     assert found.memory_bytes > 0 and found.cores >= 1
 
 
-def test_optimize_runs_the_whole_chain_from_the_sources(images: Path, tmp_path: Path) -> None:
-    from vista_sql.cost_model import optimize
+def test_decide_runs_the_whole_chain_from_the_sources(images: Path, tmp_path: Path) -> None:
+    from vista_sql.catalog import roster
+    from vista_sql.cost_model import decide
 
     table = tmp_path / "t.parquet"
     pq.write_table(pa.table({"id": [0, 1, 2, 3], "label": [0, 1, 0, 1], "x": [1.0] * 4}), table)
-    decision = optimize(query(str(images), str(table), extra=""))
+    decision = decide(query(str(images), str(table)), roster())
     assert decision.stats.image_rows.value == 4
     assert decision.stats.table_rows.value == 4
     assert decision.resources == detect_resources()

@@ -12,23 +12,19 @@ Parquet footers). The pieces, in the order data flows through them:
 - ``explain``: EXPLAIN text and JSON of a decision;
 - ``constants``: every number assumed, with its provenance; ``calibration``: predicted vs measured.
 
-``optimize`` runs the whole chain for a checked statement.
+``decide`` (in ``decide``) runs the whole chain for a checked statement.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from typing import Any
-
-from vista_sql.catalog import Catalog, current
 from vista_sql.cost_model.config import Choice, SparkConfig, storage_level_name
 from vista_sql.cost_model.constants import CostConstants, constants, provenance
+from vista_sql.cost_model.decide import decide
 from vista_sql.cost_model.estimate import Estimate, Precision
 from vista_sql.cost_model.explain import explain_json, explain_text
 from vista_sql.cost_model.optimizer import AlternativeLike, Decision, PhysicalPlan, choose
 from vista_sql.cost_model.resources import Resources, detect_resources
 from vista_sql.cost_model.stats import DataStats, gather_stats
-from vista_sql.logical.query import TransferQuery
 
 __all__ = [
     "AlternativeLike",
@@ -43,35 +39,11 @@ __all__ = [
     "SparkConfig",
     "choose",
     "constants",
+    "decide",
     "detect_resources",
     "explain_json",
     "explain_text",
     "gather_stats",
-    "optimize",
     "provenance",
     "storage_level_name",
 ]
-
-
-def optimize(
-    query: TransferQuery,
-    *,
-    catalog: Catalog | None = None,
-    tables: Mapping[str, Any] | None = None,
-    stats: DataStats | None = None,
-    resources: Resources | None = None,
-    alternatives: Sequence[AlternativeLike] | None = None,
-) -> Decision:
-    """Choose the plan for ``query``: its logical alternatives (from the rule driver unless
-    given), statistics (gathered from the sources unless given), resources (WITH, else the
-    machine, unless given). Raises ``ResourceError`` when nothing fits."""
-    from vista_sql.logical.driver import alternatives as logical_alternatives
-
-    catalog = catalog if catalog is not None else current()
-    if alternatives is None:
-        alternatives = logical_alternatives(query, catalog)
-    if stats is None:
-        stats = gather_stats(query, tables)
-    if resources is None:
-        resources = detect_resources(query.options)
-    return choose(query, alternatives, catalog, stats, resources)
