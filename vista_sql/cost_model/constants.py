@@ -234,10 +234,12 @@ class CostConstants:
         " counted from layer shapes (2 x MACs of Conv2D and Dense) / seconds",
     )
     tf_thread_scaling_exponent: float = _c(
-        0.85,
+        0.7,
         "exponent",
         MEASURED,
-        "throughput with t TensorFlow threads is t**e times one thread's (ResNet50, 2 vs 1)",
+        "throughput with t TensorFlow threads is t**e times one thread's (ResNet50, 2 vs 1;"
+        " only written when a second core was free; fallback between the 0.57 seen here under"
+        " load and the ~0.9 of a 2048x2048 matmul)",
     )
     tf_call_overhead_seconds: float = _c(
         0.002,
