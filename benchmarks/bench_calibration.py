@@ -11,10 +11,15 @@
         ``vista_sql/cost_model/calibration.json``, which ``vista_sql.cost_model.constants`` loads
         over its defaults, recording the machine and the date.
 
-    python benchmarks/bench_calibration.py compare PREDICTED.json MEASURED.json
-        The error ratios (measured / predicted) of peak memory and runtime, per plan, as a table:
-        the hook for the end-to-end calibration once plans run (the executor writes the measured
-        side).
+    python benchmarks/bench_calibration.py runs [--rows N] [--cnns a,b] [--batches 8,32]
+                                              [--cores 1,2] [--data DIR] [--out FILE.json]
+        Runs real statements (a Foods-like dataset of N rows, the two top layers of each CNN,
+        logistic regression), one per CNN x batch size x concurrent tasks (``WITH (batch_size,
+        executor_cores)``), each in a fresh process, and prints the cost model's prediction beside
+        the measurement: runtime of the workload (``TransferResult.seconds``) and peak resident
+        memory of the whole process tree (``TransferResult.peak_memory``, split JVM / Python
+        workers / driver as the executor samples it), with the error ratios (measured /
+        predicted). The target for memory is a ratio within 1 +- 0.25.
 
 Run it alone on an idle machine: the throughput figures are per core and other load skews them.
 """
@@ -244,14 +249,104 @@ def _memory_total() -> int:
     return 0
 
 
-def compare(predicted_path: str, measured_path: str) -> str:
-    from vista_sql.cost_model.calibration import Measurement, Prediction, error_table
+RUN = """
+import json
+import vista_sql
+from vista_sql.catalog import current
+from vista_sql.cost_model.decide import decide
+from vista_sql.logical.builder import build
 
-    predicted = json.loads(Path(predicted_path).read_text())
-    measured = json.loads(Path(measured_path).read_text())
-    return error_table(
-        [Prediction(**row) for row in predicted], [Measurement(**row) for row in measured]
+sql = {sql!r}
+query = build(vista_sql.parse_one(sql), sql, current())
+chosen = decide(query, current()).chosen
+need = {{r.name: r.need.value for r in chosen.memory.regions}}
+result = vista_sql.execute(sql, progress=False)
+peak = result.peak_memory
+print(json.dumps({{
+    "alternative": chosen.alternative,
+    "choice": chosen.choice.describe(),
+    "heap_bytes": chosen.memory.heap_bytes,
+    "predicted_seconds": chosen.time.value,
+    "predicted_peak": chosen.peak.value,
+    "predicted_jvm": need["jvm_heap"] + need["jvm_overhead"] + need["arrow_buffers"],
+    "predicted_python": need["python_workers"] + need["python_daemon"],
+    "predicted_driver": need["driver_python"],
+    "seconds": result.seconds,
+    "peak": peak.total,
+    "peak_jvm": peak.jvm,
+    "peak_python": peak.python_workers,
+    "peak_driver": peak.driver,
+}}))
+"""
+
+TOP_LAYERS = 2
+
+
+def run_statements(
+    rows: int, cnns: list[str], batches: list[int], cores: list[int], data: Path
+) -> list[dict[str, Any]]:
+    """Every configuration run in its own process; the prediction and measurement of each."""
+    from vista_sql.catalog import current
+    from vista_sql.datasets.foods import make_foods
+
+    if not (data / "foods.parquet").exists():
+        make_foods(data, rows, overwrite=True)
+    results = []
+    for cnn in cnns:
+        info = current().cnn(cnn)
+        assert info is not None, cnn
+        layers = ", ".join(info.layer_names[-TOP_LAYERS:])
+        for batch in batches:
+            for count in cores:
+                sql = (
+                    f"TRANSFER FEATURES OF '{data / 'images'}' AS i FROM CNN {cnn}"
+                    f" WEIGHTS RANDOM SEED 7 LAYERS ({layers})"
+                    f" JOIN '{data / 'foods.parquet'}' AS f ON i.id = f.id"
+                    " TRAIN LOGREG (max_iter = 5) LABEL healthy"
+                    f" WITH (batch_size = {batch}, executor_cores = {count})"
+                )
+                done = subprocess.run(
+                    [sys.executable, "-c", RUN.format(sql=sql)],
+                    capture_output=True,
+                    text=True,
+                    cwd=ROOT,
+                    env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
+                )
+                label = f"{cnn} batch={batch} cores={count}"
+                if done.returncode != 0:
+                    results.append({"label": label, "error": done.stderr[-2000:]})
+                    print(f"{label}: failed\n{done.stderr[-2000:]}", file=sys.stderr)
+                    continue
+                row = json.loads(done.stdout.strip().splitlines()[-1])
+                row["label"] = label
+                results.append(row)
+                print(f"{label}: done in {row['seconds']:.0f} s", file=sys.stderr)
+    return results
+
+
+def table(results: list[dict[str, Any]]) -> str:
+    """The error table of the runs, then the memory split of each."""
+    from vista_sql.cost_model.calibration import Measurement, Prediction, error_table
+    from vista_sql.cost_model.estimate import format_bytes
+
+    ok = [r for r in results if "error" not in r]
+    text = error_table(
+        [Prediction(r["label"], r["predicted_seconds"], r["predicted_peak"]) for r in ok],
+        [Measurement(r["label"], r["seconds"], r["peak"]) for r in ok],
     )
+    lines = [text, "", f"{'run':<40} {'part':<8} {'predicted':>10} {'measured':>10} {'ratio':>6}"]
+    for r in ok:
+        for part in ("jvm", "python", "driver"):
+            predicted, measured = r[f"predicted_{part}"], r[f"peak_{part}"]
+            ratio = f"{measured / predicted:.2f}" if predicted else "?"
+            lines.append(
+                f"{r['label']:<40} {part:<8} {format_bytes(predicted):>10}"
+                f" {format_bytes(measured):>10} {ratio:>6}"
+            )
+    failed = [r["label"] for r in results if "error" in r]
+    if failed:
+        lines += ["", "failed: " + ", ".join(failed)]
+    return "\n".join(lines)
 
 
 def main() -> None:
@@ -259,9 +354,13 @@ def main() -> None:
     commands = parser.add_subparsers(dest="command", required=True)
     constants = commands.add_parser("constants", help="measure the machine constants")
     constants.add_argument("--write", action="store_true", help=f"store in {CALIBRATION_FILE}")
-    check = commands.add_parser("compare", help="error ratios of predictions vs measurements")
-    check.add_argument("predicted")
-    check.add_argument("measured")
+    runs = commands.add_parser("runs", help="predicted vs measured time and peak memory")
+    runs.add_argument("--rows", type=int, default=200)
+    runs.add_argument("--cnns", default="alexnet,resnet50,vgg16")
+    runs.add_argument("--batches", default="8,32")
+    runs.add_argument("--cores", default="1,2")
+    runs.add_argument("--data", default="/tmp/vista_calibration_data")
+    runs.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "calibration.json"))
     args = parser.parse_args()
     if args.command == "constants":
         started = time.perf_counter()
@@ -272,7 +371,17 @@ def main() -> None:
         if args.write:
             CALIBRATION_FILE.write_text(text + "\n")
     else:
-        print(compare(args.predicted, args.measured))
+        results = run_statements(
+            args.rows,
+            args.cnns.split(","),
+            [int(b) for b in args.batches.split(",")],
+            [int(c) for c in args.cores.split(",")],
+            Path(args.data),
+        )
+        out = Path(args.out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(results, indent=1, sort_keys=True) + "\n")
+        print(table(results))
 
 
 if __name__ == "__main__":

@@ -103,3 +103,23 @@ def test_formats() -> None:
     assert format_seconds(1200) == "20 min"
     assert format_seconds(3 * 3600) == "3.0 h"
     assert Estimate.inexact(16_000).format("rows") == "~16.0K"
+
+
+def test_calibration_rows_compare_prediction_and_measurement() -> None:
+    from vista_sql.cost_model.calibration import Measurement, Prediction, compare, error_table
+
+    predictions = [Prediction("a", 10.0, 2e9), Prediction("b", None, None)]
+    measurements = [
+        Measurement("b", 5.0, 1e9),
+        Measurement("a", 12.0, 2.6e9),
+        Measurement("c", 1, 1),
+    ]
+    rows = compare(predictions, measurements)
+    assert [r.label for r in rows] == ["b", "a"]  # measured order, unmatched left out
+    b, a = rows
+    assert a.time_ratio == pytest.approx(1.2)
+    assert a.memory_ratio == pytest.approx(1.3)
+    assert not a.memory_on_target  # 30% off
+    assert b.time_ratio is None and not b.memory_on_target
+    text = error_table(predictions, measurements)
+    assert "MISS" in text and "1.30" in text

@@ -1,21 +1,16 @@
 """Hooks to hold the cost model to account: predicted vs measured runtime and peak memory.
 
-The calibration benchmark (``benchmarks/bench_calibration.py``) and ``EXPLAIN ANALYZE`` run plans,
-measure them, and compare with what the model predicted. Peak memory is the whole process tree's
-(the driver's Python, the JVM, the PySpark daemon and every Python worker), sampled from ``/proc``
-by :class:`ProcessTreeSampler`, since that is what a node's memory limit applies to. The target is
-a memory ratio (measured / predicted) within 1 +- 0.25.
+The calibration benchmark (``benchmarks/bench_calibration.py runs``) runs plans, measures them,
+and compares with what the model predicted. Peak memory is the whole process tree's (the driver's
+Python, the JVM, the PySpark daemon and every Python worker, as ``physical.monitor`` samples it),
+since that is what a node's memory limit applies to. The target is a memory ratio (measured /
+predicted) within 1 +- 0.25.
 """
 
 from __future__ import annotations
 
-import os
-import threading
-import time
 from collections.abc import Iterable
 from dataclasses import dataclass
-from pathlib import Path
-from types import TracebackType
 from typing import TYPE_CHECKING
 
 from vista_sql.cost_model.estimate import format_bytes, format_seconds
@@ -128,63 +123,3 @@ def _bytes(value: float | None) -> str:
 
 def _ratio(value: float | None) -> str:
     return "?" if value is None else f"{value:.2f}"
-
-
-def tree_rss(root: int, proc: Path = Path("/proc")) -> int:
-    """Resident bytes of process ``root`` and all its descendants now (0 if it is gone)."""
-    children: dict[int, list[int]] = {}
-    rss: dict[int, int] = {}
-    for entry in proc.iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            status = (entry / "status").read_text()
-        except OSError:
-            continue
-        pid = int(entry.name)
-        fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
-        parent = int(fields.get("PPid", "0").strip() or 0)
-        children.setdefault(parent, []).append(pid)
-        rss[pid] = int(fields.get("VmRSS", "0 kB").split()[0]) * 1024
-    total = 0
-    stack = [root]
-    while stack:
-        pid = stack.pop()
-        total += rss.get(pid, 0)
-        stack.extend(children.get(pid, ()))
-    return total
-
-
-class ProcessTreeSampler:
-    """Samples the RSS of a process tree in a background thread; ``peak`` is the largest seen.
-
-    Use as a context manager around a run: ``with ProcessTreeSampler() as sampler: ...``.
-    """
-
-    def __init__(self, root: int | None = None, interval: float = 0.2) -> None:
-        self.root = root if root is not None else os.getpid()
-        self.interval = interval
-        self.peak = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            self.peak = max(self.peak, tree_rss(self.root))
-            self._stop.wait(self.interval)
-
-    def __enter__(self) -> ProcessTreeSampler:
-        self.started = time.perf_counter()
-        self._thread.start()
-        return self
-
-    def __exit__(
-        self,
-        kind: type[BaseException] | None,
-        error: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self._stop.set()
-        self._thread.join()
-        self.peak = max(self.peak, tree_rss(self.root))
-        self.seconds = time.perf_counter() - self.started
