@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from vista_sql.catalog import Catalog
 from vista_sql.logical.plan import Workload
 from vista_sql.logical.query import TransferQuery
-from vista_sql.physical.executor import LayerRun, RunOutcome, run_workload
+from vista_sql.physical.executor import LayerHook, LayerRun, RunOutcome, run_workload
 from vista_sql.physical.lower import Lowering, LoweringSettings
 from vista_sql.physical.monitor import PeakMemory
 from vista_sql.physical.prepare import check_images, key_type, prepare_table, unmatched
@@ -73,8 +73,12 @@ def run_plan(
     *,
     progress: bool = True,
     into: str | None = None,
+    on_layer: LayerHook | None = None,
 ) -> tuple[TransferResult, RunOutcome]:
-    """Run ``plan`` over ``prepared`` and return the result (INTO written if ``into``)."""
+    """Run ``plan`` over ``prepared`` and return the result (INTO written if ``into``).
+
+    ``on_layer`` sees each layer's run and its branch table (KEY, LABEL, FEATURES) while cached.
+    """
     cnn = catalog.cnn(query.cnn)
     assert cnn is not None, "the builder checked the CNN"
     pooling = query.options.conv_pooling
@@ -89,6 +93,8 @@ def run_plan(
     def write(run: LayerRun, table: DataFrame) -> None:
         if staging is not None:
             write_layer(staging, run, table, prepared.labels)
+        if on_layer is not None:
+            on_layer(run, table)
 
     started = time.perf_counter()
     context = prepared.images.sparkSession.sparkContext
