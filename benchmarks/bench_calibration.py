@@ -145,6 +145,31 @@ print(json.dumps({{"flops_per_image": flops, "seconds_per_batch": seconds, "batc
     "before_inference": before, "after": _status()}}))
 """
 
+RUNNER = """
+import json, time, numpy
+from vista_sql.catalog import current
+from vista_sql.logical.plan import LayerOut, WeightsSpec
+from vista_sql.udfs.inference import InferenceSpec, runner_for
+
+info = current().cnn({cnn!r})
+outputs = tuple(LayerOut(name, "features") for name in info.layer_names[-2:])
+spec = InferenceSpec(info.name, WeightsSpec("random", seed=7), None, outputs)
+start = time.perf_counter()
+runner = runner_for(spec, None)
+build = time.perf_counter() - start
+x = numpy.zeros((8, *spec.input_shape), "float32")
+start = time.perf_counter()
+runner.run(x)
+first = time.perf_counter() - start
+steady = []
+for _ in range(3):
+    start = time.perf_counter()
+    runner.run(x)
+    steady.append(time.perf_counter() - start)
+print(json.dumps({{"cnn": info.name, "param_bytes": info.param_bytes, "build_seconds": build,
+    "first_call_seconds": first, "steady_seconds": min(steady)}}))
+"""
+
 DECODE = """
 import io, json, time, numpy
 from PIL import Image
@@ -189,6 +214,9 @@ def measure_constants() -> dict[str, Any]:
     small = _run(CONV.format(batch=1, reps=1), threads=1)
     large = _run(CONV.format(batch=16, reps=1), threads=1)
     decode = _run(DECODE)
+    # The real worker path (udfs.inference.runner_for): seeded random weights, partial model,
+    # tf.function; its first call traces the graph.
+    runners = [_run(RUNNER.format(cnn=cnn)) for cnn in ("alexnet", "resnet50", "vgg16")]
     flops_per_second_1 = conv1["flops_per_image"] * conv1["batch"] / conv1["seconds_per_batch"]
     flops_per_second_2 = conv2["flops_per_image"] * conv2["batch"] / conv2["seconds_per_batch"]
     per_image_bytes = (large["after"]["VmHWM"] - small["after"]["VmHWM"]) / 15
@@ -206,7 +234,9 @@ def measure_constants() -> dict[str, Any]:
         "python_worker_base_bytes": worker["after_first_inference"]["VmHWM"],
         "python_worker_start_seconds": worker["import_seconds"],
         "tf_call_overhead_seconds": worker["call_seconds"],
-        "model_build_seconds_per_param_byte": conv1["build_seconds"] / conv1["param_bytes"],
+        **_build_fit(runners),
+        "tf_first_call_seconds": sum(r["first_call_seconds"] - r["steady_seconds"] for r in runners)
+        / len(runners),
         "inference_flops_per_core": flops_per_second_1,
         "tf_thread_scaling_exponent": max(
             0.0, min(1.0, math.log(flops_per_second_2 / flops_per_second_1, 2))
@@ -237,7 +267,22 @@ def measure_constants() -> dict[str, Any]:
             "resnet50_batch_1": small,
             "resnet50_batch_16": large,
             "decode": decode,
+            "runners": runners,
         },
+    }
+
+
+def _build_fit(runners: list[dict[str, Any]]) -> dict[str, float]:
+    """Least-squares line of build seconds over parameter bytes: a fixed cost and a slope."""
+    xs = [float(r["param_bytes"]) for r in runners]
+    ys = [float(r["build_seconds"]) for r in runners]
+    mean_x, mean_y = sum(xs) / len(xs), sum(ys) / len(ys)
+    spread = sum((x - mean_x) ** 2 for x in xs)
+    slope = sum((x - mean_x) * (y - mean_y) for x, y in zip(xs, ys, strict=True)) / spread
+    slope = max(0.0, slope)
+    return {
+        "model_build_seconds": max(0.0, mean_y - slope * mean_x),
+        "model_build_seconds_per_param_byte": slope,
     }
 
 

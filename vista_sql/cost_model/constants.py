@@ -253,11 +253,22 @@ class CostConstants:
         MEASURED,
         "importing pyspark.worker, pandas, pyarrow, TensorFlow and Keras in a fresh process",
     )
-    model_build_seconds_per_param_byte: float = _c(
-        1e-8,
-        "s/byte",
+    model_build_seconds: float = _c(
+        3.0,
+        "seconds",
         MEASURED,
-        "building Keras ResNet50 with random weights, seconds per parameter byte",
+        "udfs.inference.runner_for with seeded random weights (alexnet, resnet50, vgg16: Keras"
+        " model, weights, tf.function): the fixed part of a least-squares line over parameter"
+        " bytes",
+    )
+    model_build_seconds_per_param_byte: float = _c(
+        2e-9, "s/byte", MEASURED, "the same line's slope, seconds per parameter byte"
+    )
+    tf_first_call_seconds: float = _c(
+        1.0,
+        "seconds",
+        MEASURED,
+        "a runner's first batch minus a later one (tf.function tracing), mean of the same three",
     )
     decode_seconds_per_jpeg_byte: float = _c(
         5e-8,
@@ -345,7 +356,12 @@ class CostConstants:
         0.005, "seconds", ASSUMED, "scheduling and launching one Spark task in local mode"
     )
     job_overhead_seconds: float = _c(
-        0.1, "seconds", ASSUMED, "one Spark job (DAG scheduling, stage submission, results)"
+        0.3,
+        "seconds",
+        MEASURED,
+        "one Spark job (scheduling, stage submission, result): EXPLAIN ANALYZE of AlexNet on 120"
+        " rows here, where training (about 10 jobs on a few rows) took 2.7-4.6 s and evaluation"
+        " (4 jobs on 24 rows) 1.4-2.1 s",
     )
     stage_overhead_seconds: float = _c(
         0.05, "seconds", ASSUMED, "one more stage in a job (a shuffle's map side)"

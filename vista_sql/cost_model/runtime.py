@@ -54,8 +54,9 @@ STEPS = (
 )
 """The stages EXPLAIN COST breaks a plan's time into, in pipeline order."""
 
-EVALUATION_JOBS = 3
-"""Accuracy, F1 and AUC: one job each over the held-out predictions."""
+EVALUATION_JOBS = 4
+"""physical/train.py: accuracy, F1 and AUC, one job each over the cached held-out predictions,
+and a count of them."""
 BRANCH_TABLE_COUNTS = 2
 """The executor counts the branch table when caching it and the training rows after the fit."""
 
@@ -141,13 +142,26 @@ def runtime(
 
 
 def _startup(facts: PlanFacts, consts: CostConstants) -> Estimate:
-    """Python workers start once (reused after); each inference's model is built once per worker
-    (all workers build in parallel)."""
+    """Python workers start once (reused after); each inference's model is built, and traced on
+    its first batch, once per worker (all workers in parallel). Building materializes the
+    variables the worker does not hold yet: the new segment's parameters."""
     infers = [f.infer for f in facts.nodes if f.infer is not None and f.passes > 0]
     if not infers:
         return ZERO
-    builds = total(i.param_bytes * consts.model_build_seconds_per_param_byte for i in infers)
-    return builds + consts.python_worker_start_seconds
+    held = (
+        max(i.param_bytes.lower_bound for i in infers)
+        if all(i.param_bytes.known for i in infers)
+        else None
+    )
+    builds = (
+        Estimate.inexact(
+            consts.model_build_seconds + held * consts.model_build_seconds_per_param_byte
+        )
+        if held is not None
+        else Estimate.absent()
+    )
+    traces = len(infers) * consts.tf_first_call_seconds
+    return builds + traces + consts.python_worker_start_seconds
 
 
 def _operator(
@@ -194,8 +208,10 @@ def _operator(
         return "join", _join(f, facts, choice, memory, cluster), ZERO
     if isinstance(node, Persist):
         write, read = _persist(f, choice, memory, consts)
-        # ``passes`` counts reads; the write happens once.
-        return "persist", cluster.spread(read), cluster.spread(write)
+        # ``passes`` counts reads; the write happens once, in a job of its own (physical/
+        # materialises each Persist with a count).
+        once = cluster.spread(write) + consts.job_overhead_seconds
+        return "persist", cluster.spread(read), once
     if isinstance(node, Assemble):
         vector = f.column("features")
         values = vector.values if vector else Estimate.absent()
