@@ -7,7 +7,9 @@ The key (``PhysicalPlan.key``), smallest first:
    plans that do not fit (2). A plan that may crash is never preferred to one that will not.
 2. **estimated seconds**, unknown sorting last; then the known part of the seconds (when a
    statistic is missing, e.g. a CNN's FLOPs, the plans still compare by everything else they do:
-   a plan that decodes the images three times loses to one that decodes them once).
+   a plan that decodes the images three times loses to one that decodes them once). Plans that do
+   not fit compare instead by the memory they would need (so an alternative that fits nowhere is
+   reported with its least demanding configuration), and no later part of the key.
 3. **estimated peak memory**, unknown last, then its known part: between equally fast plans, the
    smaller.
 4. **the alternative's position** in the logical driver's fixed order (lazy, eager, staged; before,
@@ -51,7 +53,16 @@ from vista_sql.cost_model.resources import Resources
 from vista_sql.cost_model.runtime import RuntimeModel, runtime
 from vista_sql.cost_model.stats import DataStats
 from vista_sql.errors import ResourceError, SemanticError, VistaError
-from vista_sql.logical.plan import Decode, Infer, Join, Persist, Plan, Workload, transform_up
+from vista_sql.logical.plan import (
+    Assemble,
+    Decode,
+    Infer,
+    Join,
+    Persist,
+    Plan,
+    Workload,
+    transform_up,
+)
 from vista_sql.logical.query import JoinStrategy, Options, StorageLevel, TransferQuery
 
 MiB = 2**20
@@ -118,6 +129,9 @@ class PhysicalPlan:
 
     def key(self) -> tuple[int, float, float, float, float, int, int]:
         """The comparison key (module docstring): smaller is better."""
+        if self.fit.status == "does_not_fit":
+            needed = self.fit.needed if self.fit.needed is not None else math.inf
+            return (FIT_RANK["does_not_fit"], needed, 0.0, 0.0, 0.0, self.order, self.position)
         return (
             FIT_RANK[self.fit.status],
             self.time.or_infinity(),
@@ -356,7 +370,9 @@ def _choices(
         (f.bytes.lower_bound for f in facts.nodes if not isinstance(f.node, Decode)),
         default=0.0,
     )
-    persisted = max((p.row_bytes.lower_bound for p in facts.kind(Persist)), default=0.0)
+    # Every cached DataFrame: the Persist nodes and the executor's branch tables (Assemble).
+    cached = (*facts.kind(Persist), *facts.kind(Assemble))
+    persisted = max((f.row_bytes.lower_bound for f in cached), default=0.0)
     sizes = (largest_bytes, persisted)
     return [
         [
