@@ -11,6 +11,9 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
+from vista_sql.errors import DataError
 from vista_sql.logical.models import spark_param_name
 from vista_sql.logical.plan import ModelSpec, Value
 from vista_sql.physical.sources import KEY
@@ -80,24 +83,47 @@ def _value(model: str, name: str, value: Value, n_features: int, n_classes: int)
     return value
 
 
-def _evaluators(n_classes: int) -> dict[str, Any]:
+def _search_evaluator(n_classes: int) -> Any:
+    """What a grid search's cross-validation maximises: AUC for binary labels, else weighted F1."""
     from pyspark.ml.evaluation import (
         BinaryClassificationEvaluator,
         MulticlassClassificationEvaluator,
     )
 
-    def multi(metric: Any, **extra: Any) -> Any:
-        return MulticlassClassificationEvaluator(labelCol=LABEL, metricName=metric, **extra)
-
-    evaluators = {"accuracy": multi("accuracy")}
     if n_classes == 2:
-        evaluators["f1"] = multi("fMeasureByLabel", metricLabel=1.0)
-        evaluators["auc"] = BinaryClassificationEvaluator(
+        return BinaryClassificationEvaluator(
             labelCol=LABEL, rawPredictionCol="rawPrediction", metricName="areaUnderROC"
         )
+    return MulticlassClassificationEvaluator(labelCol=LABEL, metricName="f1")
+
+
+def metrics(
+    labels: np.ndarray, predictions: np.ndarray, scores: np.ndarray, n_classes: int
+) -> dict[str, float]:
+    """Accuracy, F1 (of class 1 for binary labels, else weighted by class as MLlib's "f1") and,
+    for binary labels, the exact area under the ROC curve (ties counted half)."""
+    result = {"accuracy": float(np.mean(labels == predictions))}
+
+    def f1(c: float) -> float:
+        true_positive = float(np.sum((predictions == c) & (labels == c)))
+        predicted, actual = float(np.sum(predictions == c)), float(np.sum(labels == c))
+        return 0.0 if true_positive == 0 else 2 * true_positive / (predicted + actual)
+
+    if n_classes == 2:
+        result["f1"] = f1(1.0)
+        positive, negative = scores[labels == 1.0], scores[labels == 0.0]
+        if len(positive) and len(negative):
+            wins = (positive[:, None] > negative[None, :]).sum()
+            ties = (positive[:, None] == negative[None, :]).sum()
+            result["auc"] = float((wins + 0.5 * ties) / (len(positive) * len(negative)))
+        else:
+            result["auc"] = float("nan")
     else:
-        evaluators["f1"] = multi("f1")
-    return evaluators
+        classes, counts = np.unique(labels, return_counts=True)
+        result["f1"] = float(
+            sum(n * f1(c) for c, n in zip(classes, counts, strict=True)) / len(labels)
+        )
+    return result
 
 
 def train(
@@ -116,8 +142,8 @@ def train(
     bucket = split_bucket(seed)
     training = table.filter(bucket >= validate)
     validation = table.filter(bucket < validate)
+    train_rows, validation_rows = _check_split(table, bucket < validate, validate)
     base = estimator(spec, n_features, n_classes, seed)
-    evaluators = _evaluators(n_classes)
     started = time.perf_counter()
     best_params: dict[str, Value] = dict(spec.params)
     if spec.grid:
@@ -131,7 +157,7 @@ def train(
         search = CrossValidator(
             estimator=base,
             estimatorParamMaps=grid.build(),
-            evaluator=evaluators["auc" if n_classes == 2 else "f1"],
+            evaluator=_search_evaluator(n_classes),
             numFolds=spec.folds,
             foldCol=FOLD,
             seed=seed,
@@ -146,21 +172,44 @@ def train(
     else:
         model = base.fit(training)
     seconds = time.perf_counter() - started
-    predictions = model.transform(validation).cache()
-    try:
-        metrics = {name: float(e.evaluate(predictions)) for name, e in evaluators.items()}
-        validation_rows = predictions.count()
-    finally:
-        predictions.unpersist()
+    transformed = model.transform(validation)
+    # The ranking score for AUC: P(class 1) where the model gives probabilities (a tree's raw
+    # prediction is leaf counts, whose difference does not rank like the probability), else the
+    # margin (LinearSVC).
+    score = "probability" if "probability" in transformed.columns else "rawPrediction"
+    scored = transformed.select(LABEL, "prediction", score).collect()
+    labels = np.array([row[0] for row in scored])
+    predicted = np.array([row[1] for row in scored])
+    values = np.array([row[2].toArray() for row in scored]).reshape(len(scored), -1)
+    margin = values[:, -1] - values[:, 0]
     return Trained(
         model=model,
-        metrics=metrics,
+        metrics=metrics(labels, predicted, margin, n_classes),
         train_seconds=seconds,
         evaluate_seconds=time.perf_counter() - started - seconds,
-        train_rows=training.count(),
+        train_rows=train_rows,
         validation_rows=validation_rows,
         best_params=best_params,
     )
+
+
+def _check_split(table: DataFrame, held_out: Column, validate: float) -> tuple[int, int]:
+    """Rows on each side of the split (one job), refusing a split that leaves nothing to learn
+    from or nothing to score."""
+    counts = {
+        (bool(row[0]), row[1]): row[2]
+        for row in table.groupBy(held_out.alias("held_out"), LABEL).count().collect()
+    }
+    train_rows = sum(n for (side, _), n in counts.items() if not side)
+    validation_rows = sum(n for (side, _), n in counts.items() if side)
+    train_classes = {label for (side, label), _ in counts.items() if not side}
+    if validation_rows == 0 or len(train_classes) < 2:
+        problem = "no rows to validate on" if validation_rows == 0 else "one class to train on"
+        raise DataError(
+            f"VALIDATE {validate} leaves {problem} ({train_rows} training rows, "
+            f"{validation_rows} held out): use more rows or another fraction"
+        )
+    return train_rows, validation_rows
 
 
 def _argbest(values: list[float]) -> int:
