@@ -180,8 +180,8 @@ def train(
     scored = transformed.select(LABEL, "prediction", score).collect()
     labels = np.array([row[0] for row in scored])
     predicted = np.array([row[1] for row in scored])
-    values = np.array([row[2].toArray() for row in scored]).reshape(len(scored), -1)
-    margin = values[:, -1] - values[:, 0]
+    outputs = np.array([row[2].toArray() for row in scored]).reshape(len(scored), -1)
+    margin = outputs[:, -1] - outputs[:, 0]
     return Trained(
         model=model,
         metrics=metrics(labels, predicted, margin, n_classes),
