@@ -564,7 +564,8 @@ def _refuse(
             raise _override_error(
                 ResourceError,
                 query,
-                f"WITH {', '.join(overrides)} cannot fit: {chosen.fit.describe()};"
+                f"WITH {', '.join(overrides)} cannot fit:"
+                f" {chosen.fit.describe().removeprefix('does not fit: ')};"
                 f" without it, {unconstrained.alternative} fits"
                 f" ({_summary(unconstrained)})",
                 None,
@@ -582,9 +583,13 @@ def _refuse(
         query,
         f"no plan fits in {has} per node: the best, {chosen.alternative}, {chosen.fit.describe()};"
         f" {plan.alternative} would fit with {format_bytes(needed)} per node"
-        f" ({plan.choice.executor_cores} concurrent tasks, batch {plan.choice.batch_size})",
+        f" ({_tasks(plan.choice.executor_cores)}, batch {plan.choice.batch_size})",
         needed,
     )
+
+
+def _tasks(count: int) -> str:
+    return f"{count} concurrent task{'' if count == 1 else 's'}"
 
 
 def _summary(plan: PhysicalPlan) -> str:
