@@ -94,16 +94,29 @@ class SemanticError(VistaError):
 class ResourceError(VistaError):
     """No plan fits in the memory given; the message says how much would be needed."""
 
-    def __init__(self, message: str, needed_bytes: int | None = None) -> None:
-        super().__init__(message)
+    def __init__(
+        self,
+        message: str,
+        errors: list[dict[str, Any]] | None = None,
+        *,
+        needed_bytes: int | None = None,
+    ) -> None:
+        super().__init__(message, errors)
         self.needed_bytes = needed_bytes
 
 
 class DataError(VistaError):
     """The data cannot be used as asked: unreadable images, duplicate or mismatched keys, ..."""
 
-    def __init__(self, message: str, ids: tuple[Any, ...] = (), count: int | None = None) -> None:
-        super().__init__(message)
+    def __init__(
+        self,
+        message: str,
+        errors: list[dict[str, Any]] | None = None,
+        *,
+        ids: tuple[Any, ...] = (),
+        count: int | None = None,
+    ) -> None:
+        super().__init__(message, errors)
         self.ids = ids
         self.count = count
 

@@ -4,7 +4,8 @@ Time is compared per layer and stage, as the executor measures it: a layer's *in
 it took to materialise its branch (the Persist nodes it came to first, then its branch table), its
 *training* the fit, its *evaluation* the scoring of the held-out rows. The estimate of each is the
 sum of the cost model's operator times attributed the same way: an operator shared by several
-branches counts for the first branch that runs (bottom layer first), as it is computed there.
+branches counts for the first branch that runs (bottom layer first), as it is computed there;
+so does the start-up (Python workers, model building), which happens in that first stage.
 Memory compares the estimated peak of the node with the measured peak resident memory of the
 whole process tree (driver, JVM, Python workers).
 """
@@ -62,6 +63,7 @@ def stage_rows(
     runtime = decision.chosen.runtime
     groups = _attribute(plan, order)
     rows = []
+    first = True
     for run in outcome.layers:
         measured = {
             "inference": run.inference_seconds,
@@ -74,7 +76,11 @@ def stage_rows(
                 for number in groups.get((run.layer, stage), [])
                 if (op := runtime.of(number)) is not None
             ]
+            if first and stage == "inference":
+                # Worker start, model build and first-call tracing happen in the first stage.
+                estimates.append(runtime.startup)
             rows.append(StageRow(run.layer, stage, total(estimates), seconds))
+        first = False
     return rows
 
 

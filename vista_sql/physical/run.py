@@ -187,16 +187,23 @@ def run_query(
     from vista_sql.cost_model.explain import explain_json, explain_text
     from vista_sql.cost_model.stats import gather_stats
     from vista_sql.physical.analyze import analyze_json, analyze_text
-    from vista_sql.physical.session import advice, owned_session
+    from vista_sql.physical.session import (
+        advice,
+        cluster_conf,
+        foreign_active_session,
+        owned_session,
+    )
 
     into = into if into is not None else query.into
-    given = spark if spark is not None else _session_of(tables)
+    given = spark if spark is not None else _session_of(tables) or foreign_active_session()
     stats = gather_stats(query, tables)
     if given is not None:
         stats = _spark_stats(given, query, tables, stats)
     decision = decide(query, catalog, tables, stats=stats)
     chosen = decision.chosen
     conf = chosen.config.as_spark_conf()
+    if master is not None and not master.startswith("local"):
+        conf = cluster_conf(conf, master)
     session = given if given is not None else owned_session(conf, master)
     notes = advice(session, conf) if given is not None else []
 

@@ -109,6 +109,28 @@ def _alive(session: SparkSession) -> bool:
     return getattr(context, "_jsc", None) is not None
 
 
+def foreign_active_session() -> SparkSession | None:
+    """A session someone else started in this process: vista_sql must use it, not start one."""
+    from pyspark.sql import SparkSession
+
+    active = SparkSession.getActiveSession()
+    if active is None or active is _owned or not _alive(active):
+        return None
+    return active
+
+
+def cluster_conf(conf: Mapping[str, str], master: str) -> dict[str, str]:
+    """The chosen local-mode settings restated for a standalone cluster at ``master``: one
+    executor with the chosen heap and task slots."""
+    adapted = {k: v for k, v in conf.items() if k != "spark.master"}
+    slots = conf.get("spark.master", "local[1]").removeprefix("local[").rstrip("]")
+    if master.startswith("spark://") and slots.isdigit():
+        adapted["spark.executor.cores"] = slots
+        adapted["spark.cores.max"] = slots
+        adapted["spark.executor.memory"] = conf.get("spark.driver.memory", "1g")
+    return adapted
+
+
 def stop_owned_session() -> None:
     """Stop vista_sql's own session (tests and the command line call this at exit)."""
     global _owned, _owned_conf
