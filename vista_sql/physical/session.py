@@ -49,6 +49,8 @@ BASE_CONF: dict[str, str] = {
     "spark.python.worker.reuse": "true",
     "spark.sql.adaptive.enabled": "true",
     "spark.sql.warehouse.dir": os.path.join(os.getcwd(), "spark-warehouse"),
+    "spark.driver.extraJavaOptions": "-Dlog4j2.configurationFile="
+    + os.path.join(os.path.dirname(__file__), "log4j2.properties"),
 }
 """What every session vista_sql starts has, whatever the optimizer chose."""
 

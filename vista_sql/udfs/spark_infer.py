@@ -142,6 +142,28 @@ def ship_file(spark: SparkSession, path: str) -> str:
     return name
 
 
+def import_tensorflow_quietly() -> None:
+    """Import TensorFlow with the process's stderr silenced.
+
+    TensorFlow's native code prints start-up notices (oneDNN, CPU features) to file descriptor 2
+    while it is imported, before its logging can be configured; in every Python worker they would
+    reach the user's terminal. Python errors raised by the import still propagate.
+    """
+    import sys
+
+    if "tensorflow" in sys.modules:
+        return
+    saved = os.dup(2)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        import tensorflow  # noqa: F401
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
 def infer_partition(
     batches: Iterator[pa.RecordBatch],
     *,
@@ -165,6 +187,7 @@ def infer_partition(
         for begin in range(0, batch.num_rows, batch_size):
             chunk = batch.slice(begin, batch_size)
             if runner is None:
+                import_tensorflow_quietly()
                 limit_threads(threads)
                 path = None
                 if shipped is not None:
