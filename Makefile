@@ -9,7 +9,7 @@ PYTEST_ARGS ?=
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[test,dev]'
+	$(PY) -m pip install --quiet -e '.[test,dev,real]'
 	touch $(STAMP)
 
 demo: $(STAMP)
@@ -29,3 +29,20 @@ format: $(STAMP)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis
+
+# Real images for benchmarks/bench_real_layers.py: Debian's Fashion-MNIST and Open Clip Art
+# packages (installed with apt-get on Debian-like machines; elsewhere, say what is needed), then
+# the benchmark's three datasets under data/real/.
+REAL_DEBS := dataset-fashion-mnist openclipart-png
+.PHONY: real-data
+real-data: $(STAMP)
+	@missing=$$(for p in $(REAL_DEBS); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+		if command -v apt-get >/dev/null 2>&1; then \
+			sudo=$$( [ "$$(id -u)" -eq 0 ] || echo sudo ); \
+			$$sudo apt-get install -y $$missing; \
+		else \
+			echo "install the Debian packages $$missing (or copy their files to /usr/share)"; exit 1; \
+		fi; \
+	fi
+	$(PY) benchmarks/bench_real_layers.py --datasets-only
