@@ -11,6 +11,7 @@ from vista_sql.cost_model.resources import Resources, detect_resources
 from vista_sql.cost_model.stats import DataStats, gather_stats
 from vista_sql.logical.driver import alternatives
 from vista_sql.logical.query import TransferQuery
+from vista_sql.logical.stored import StoredLayer
 
 
 def decide(
@@ -20,13 +21,16 @@ def decide(
     *,
     stats: DataStats | None = None,
     resources: Resources | None = None,
+    stored: tuple[StoredLayer, ...] = (),
 ) -> Decision:
     """Every alternative of ``query`` estimated and the fastest that fits chosen.
 
     Statistics default to what file listings and metadata tell (``gather_stats``); resources to
-    the WITH options, then the machine (``detect_resources``). Raises ``ResourceError`` when no
-    plan fits.
+    the WITH options, then the machine (``detect_resources``). ``stored``: the feature-store
+    entries matching the statement (``vista_sql.physical.store.stored_layers``), which add the
+    plans that read them. Raises ``ResourceError`` when no plan fits.
     """
     stats = stats if stats is not None else gather_stats(query, tables)
     resources = resources if resources is not None else detect_resources(query.options)
-    return choose(query, alternatives(query, catalog), catalog, stats, resources)
+    options = alternatives(query, catalog, stored=stored)
+    return choose(query, options, catalog, stats, resources)

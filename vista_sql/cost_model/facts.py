@@ -39,6 +39,7 @@ from vista_sql.logical.plan import (
     Persist,
     Plan,
     Pool,
+    StoredScan,
     TableScan,
     Train,
     Workload,
@@ -152,7 +153,7 @@ def array_bytes(values: Estimate) -> Estimate:
 def analyze(plan: Plan, catalog: Catalog, stats: DataStats, consts: CostConstants) -> PlanFacts:
     """Size every operator of ``plan`` and count its passes."""
     order = list(plan.walk())
-    names = [n.cnn for n in order if isinstance(n, (Infer, Decode))]
+    names = [n.cnn for n in order if isinstance(n, (Infer, Decode, StoredScan))]
     cnn = catalog.cnn(names[0]) if names else None
     measured = catalog.measured or {}
     batch = measured.get("batch_size")
@@ -242,6 +243,12 @@ def _size(node: Plan, sized: dict[int, _Sized], context: _Context) -> _Sized:
             struct = Column("struct", stats.feature_columns * DOUBLE_BYTES, stats.feature_columns)
             label = Column("label", Estimate.exact(DOUBLE_BYTES), Estimate.exact(1))
             return stats.table_rows, (_key(consts), struct, label), None, None
+        case StoredScan(layer=layer, form=form):
+            # The store's Parquet rows, exactly as many as the entry holds; the tensor is the
+            # same array<float> an inference emits in that form.
+            values = _stored_values(context.cnn, layer, form, node.pooling)
+            stored = Column(f"{layer}:{form}", array_bytes(values), values)
+            return Estimate.exact(node.rows), (_key(consts), stored), None, None
         case Decode(child=inner, size=size):
             rows, columns, _, _ = child(inner)
             values = Estimate.exact(size[0] * size[1] * 3)
@@ -409,6 +416,13 @@ def _infer(
         input_pixels=cnn.input_size[0] * cnn.input_size[1],
     )
     return facts, consumed, produced
+
+
+def _stored_values(cnn: CnnInfo | None, layer: str, form: str, pooling: str) -> Estimate:
+    info = cnn.layer(layer) if cnn is not None else None
+    if info is None:
+        return Estimate.absent()
+    return Estimate.exact(info.resume_size if form == "resume" else info.feature_size(pooling))
 
 
 def _sum_known(values: Iterable[float | None]) -> Estimate:

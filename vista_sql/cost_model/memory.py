@@ -55,11 +55,27 @@ from vista_sql.cost_model.estimate import (
 )
 from vista_sql.cost_model.facts import DOUBLE_BYTES, InferFacts, NodeFacts, PlanFacts
 from vista_sql.cost_model.resources import Resources
-from vista_sql.logical.plan import Assemble, Decode, Infer, Join, Persist, TableScan, Train
+from vista_sql.logical.plan import (
+    Assemble,
+    Decode,
+    Infer,
+    Join,
+    Persist,
+    StoredScan,
+    TableScan,
+    Train,
+)
 
 MiB = 2**20
 PARQUET_BATCH_ROWS = 4096
 """spark.sql.parquet.columnarReaderBatchSize default: rows a Parquet scan decodes at once."""
+STORE_ROW_GROUP_BYTES = 16 * MiB
+"""Row group size of the feature store's Parquet files (physical/store_io.py writes them so): the
+vectorized reader decodes at most one row group's rows at once, so wide tensors (a conv layer's
+resume tensor is ~100 KB a row) do not make a 4096-row batch of hundreds of MB."""
+PARQUET_MIN_GROUP_ROWS = 100
+"""parquet-mr first checks a row group's size after this many rows (minRowCountForPageSizeCheck),
+so a group holds at least that many."""
 TREE_AGGREGATE_BYTES = 256 * MiB
 """DecisionTree maxMemoryInMB default (256): histogram aggregates per task per iteration."""
 
@@ -671,10 +687,18 @@ def _cache_peak(facts: PlanFacts, choice: Choice, consts: CostConstants, nodes: 
     return peak
 
 
+def stored_batch_rows(row_bytes: float) -> float:
+    """Rows the Parquet reader holds at once reading a store entry (see STORE_ROW_GROUP_BYTES)."""
+    per_group = max(PARQUET_MIN_GROUP_ROWS, STORE_ROW_GROUP_BYTES / max(row_bytes, 1.0))
+    return float(min(PARQUET_BATCH_ROWS, math.ceil(per_group)))
+
+
 def _small_task_memory(f: NodeFacts, choice: Choice) -> Estimate:
     """Operators that stream rows hold about one batch of them per task."""
     if isinstance(f.node, TableScan):
         return f.row_bytes * PARQUET_BATCH_ROWS
+    if isinstance(f.node, StoredScan):
+        return f.row_bytes.map(lambda row: row * stored_batch_rows(row))
     if isinstance(f.node, Decode):
         return f.row_bytes * choice.batch_size
     if isinstance(f.node, Infer):

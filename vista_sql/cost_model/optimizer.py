@@ -299,7 +299,7 @@ def _allowed(alternative: AlternativeLike, options: Options) -> bool:
     """Whether the alternative (or a knob setting equivalent to it) matches the overrides."""
     names = getattr(alternative, "names", (alternative.name,))
     for name in names:
-        inference, placement, persist = name.split("/")
+        inference, placement, persist = name.split("/")[:3]  # a 4th part: "stored"
         if options.inference is not None and inference != options.inference:
             continue
         if options.placement is not None and placement != options.placement:

@@ -37,6 +37,7 @@ from vista_sql.logical.plan import (
     Join,
     Persist,
     Pool,
+    StoredScan,
     TableScan,
     Train,
 )
@@ -189,6 +190,12 @@ def _operator(
             else consts.text_seconds_per_byte
         )
         return "scan", cluster.spread(facts.stats.table_bytes * per_byte), ZERO
+    if isinstance(node, StoredScan):
+        # Decode the entry's Parquet files, then repartition the rows by key as the image scan
+        # does (physical/ lowers both the same way): one shuffle of the in-memory rows.
+        decode = Estimate.exact(node.file_bytes) * consts.parquet_seconds_per_byte
+        shuffle = f.bytes * consts.shuffle_seconds_per_byte
+        return "scan", cluster.spread(decode + shuffle) + consts.stage_overhead_seconds, ZERO
     if isinstance(node, Decode):
         child = facts.of(node.child).column("image")
         encoded = child.bytes if child else Estimate.absent()

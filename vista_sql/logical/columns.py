@@ -26,6 +26,7 @@ from vista_sql.logical.plan import (
     Persist,
     Plan,
     Pool,
+    StoredScan,
     TableScan,
     Train,
     Workload,
@@ -66,6 +67,11 @@ class Columns:
                 return frozenset({"key", "image"})
             case TableScan():
                 return frozenset({"key", "structured"})
+            case StoredScan(cnn=name, layer=layer, form=form):
+                cnn = self._cnn(node, name)
+                if cnn is not None and cnn.layer(layer) is None:
+                    self.problems.append(f"{node.describe()}: {layer} is not a layer")
+                return frozenset({"key", f"{layer}:{form}"})
             case Decode(child=child):
                 below = self.of(child)
                 self._need(node, below, "image")

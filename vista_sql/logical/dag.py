@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Hashable, Iterator, Mapping
 
-from vista_sql.logical.plan import ImageScan, Plan, TableScan
+from vista_sql.logical.plan import ImageScan, Plan, StoredScan, TableScan
 
 
 def reference_counts(plan: Plan) -> dict[int, int]:
@@ -33,7 +33,7 @@ def shared_nodes(plan: Plan) -> list[Plan]:
 def is_scan(node: Plan) -> bool:
     """Scans are leaves that read a source: sharing one means reading the source again, never
     keeping a copy, so they are never persisted."""
-    return isinstance(node, ImageScan | TableScan)
+    return isinstance(node, ImageScan | TableScan | StoredScan)
 
 
 def tree_order(plan: Plan) -> Iterator[Plan]:

@@ -14,13 +14,15 @@ a rule that rebuilds an identical plan instead of returning the same object rais
 
 :func:`alternatives` is what the cost model consumes: every combination of the three knobs of the
 VISTA paper (inference lazy / eager / staged, join placement, persist or recompute of shared work),
-rewritten from the lazy plan, with combinations that give the same plan reported once.
+rewritten from the lazy plan, with combinations that give the same plan reported once; when the
+feature store holds layers of the statement, every combination once more with them read from the
+store (``use_stored_layers``), named with a ``/stored`` suffix.
 """
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from vista_sql.catalog import Catalog, current
 from vista_sql.logical.columns import problems, workload_outputs
@@ -36,7 +38,9 @@ from vista_sql.logical.rules import (
     place_join,
     reuse_layers,
     stage_layers,
+    use_stored_layers,
 )
+from vista_sql.logical.stored import StoredLayer
 
 STRICT_ENV = "VISTA_SQL_STRICT_RULES"
 
@@ -169,10 +173,12 @@ PLACEMENTS: tuple[Placement, ...] = ("before_join", "after_join")
 PERSISTS: tuple[bool, ...] = (False, True)
 
 
-def batches_for(inference: Inference, persist: bool) -> tuple[Batch, ...]:
+def batches_for(inference: Inference, persist: bool, stored: bool = False) -> tuple[Batch, ...]:
     """The batches that rewrite the lazy plan into the plan with these knobs (the third knob, join
-    placement, is the ``RuleContext``'s)."""
+    placement, is the ``RuleContext``'s; ``stored`` reads the store entries the context holds)."""
     batches = [Batch("normalize", FixedPoint(10), (fuse_pooling,))]
+    if stored:
+        batches.append(Batch("feature store", Once(), (use_stored_layers,)))
     if inference == "eager":
         batches.append(Batch("layer reuse", Once(), (reuse_layers,)))
     elif inference == "staged":
@@ -183,9 +189,12 @@ def batches_for(inference: Inference, persist: bool) -> tuple[Batch, ...]:
     return tuple(batches)
 
 
-def alternative_name(inference: Inference, placement: Placement, persist: bool) -> str:
-    """E.g. ``eager/after_join/persist``."""
-    return f"{inference}/{placement}/{'persist' if persist else 'recompute'}"
+def alternative_name(
+    inference: Inference, placement: Placement, persist: bool, stored: bool = False
+) -> str:
+    """E.g. ``eager/after_join/persist``, or ``lazy/before_join/recompute/stored``."""
+    name = f"{inference}/{placement}/{'persist' if persist else 'recompute'}"
+    return f"{name}/stored" if stored else name
 
 
 @dataclass(frozen=True, slots=True)
@@ -205,6 +214,8 @@ class Alternative:
     plan: Workload
     steps: tuple[Step, ...]
     equivalents: tuple[str, ...] = ()
+    stored: bool = False
+    """Whether the plan was rewritten to read layers from the feature store."""
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -213,10 +224,16 @@ class Alternative:
 
 
 def alternatives(
-    query: TransferQuery, catalog: Catalog | None = None, *, strict: bool | None = None
+    query: TransferQuery,
+    catalog: Catalog | None = None,
+    *,
+    strict: bool | None = None,
+    stored: tuple[StoredLayer, ...] = (),
 ) -> list[Alternative]:
     """Every distinct plan for ``query``, rewritten from its lazy plan, in a fixed order: inference
-    lazy, eager, staged; then placement before, after the join; then recompute, persist.
+    lazy, eager, staged; then placement before, after the join; then recompute, persist; then, when
+    ``stored`` (the feature-store entries matching the statement) is not empty, the same again
+    reading them.
 
     Plans equal in structure and in sharing are one alternative (the first setting in that order,
     with the others in ``equivalents``). Every alternative trains and evaluates the same (layer,
@@ -225,27 +242,22 @@ def alternatives(
     catalog = catalog if catalog is not None else current()
     start = lazy_plan(query, catalog)
     found: dict[object, Alternative] = {}
-    for inference in INFERENCES:
-        for placement in PLACEMENTS:
-            for persist in PERSISTS:
-                name = alternative_name(inference, placement, persist)
-                ctx = RuleContext(catalog=catalog, placement=placement)
-                plan, steps = run_batches(
-                    start, batches_for(inference, persist), ctx, strict=strict
-                )
-                assert isinstance(plan, Workload)
-                key = sharing_key(plan)
-                if key in found:
-                    first = found[key]
-                    found[key] = Alternative(
-                        first.name,
-                        first.inference,
-                        first.placement,
-                        first.persist,
-                        first.plan,
-                        first.steps,
-                        (*first.equivalents, name),
+    for from_store in (False, True) if stored else (False,):
+        for inference in INFERENCES:
+            for placement in PLACEMENTS:
+                for persist in PERSISTS:
+                    name = alternative_name(inference, placement, persist, from_store)
+                    ctx = RuleContext(catalog=catalog, placement=placement, stored=stored)
+                    plan, steps = run_batches(
+                        start, batches_for(inference, persist, from_store), ctx, strict=strict
                     )
-                else:
-                    found[key] = Alternative(name, inference, placement, persist, plan, steps)
+                    assert isinstance(plan, Workload)
+                    key = sharing_key(plan)
+                    if key in found:
+                        first = found[key]
+                        found[key] = replace(first, equivalents=(*first.equivalents, name))
+                    else:
+                        found[key] = Alternative(
+                            name, inference, placement, persist, plan, steps, stored=from_store
+                        )
     return list(found.values())

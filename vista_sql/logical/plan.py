@@ -174,6 +174,37 @@ class TableScan(Plan):
 
 
 @dataclass(frozen=True, slots=True)
+class StoredScan(Plan):
+    """Read a CNN layer that an earlier statement materialized over the same images (the feature
+    store, ``vista_sql.physical.store``): rows of (key, the layer in ``form``), no image touched.
+
+    ``form`` is what the scan provides to the plan: ``features`` (pooled per ``pooling``) for an
+    Assemble, or ``resume`` for an Infer that resumes from ``layer``. ``location`` is the store
+    entry's directory; ``rows`` and ``file_bytes`` are the entry's (exact) size, for the cost model.
+    """
+
+    source: SourceRef
+    alias: str
+    cnn: str
+    weights: WeightsSpec
+    layer: str
+    form: OutputForm
+    pooling: str
+    location: str
+    rows: int
+    file_bytes: int
+    origin: Origin | None = field(default=None, compare=False)
+
+    def describe(self) -> str:
+        what = f"{self.cnn}.{self.layer}"
+        what += f" pooling={self.pooling}" if self.form == "features" else ":resume"
+        return (
+            f"StoredScan {self.source.describe()} AS {self.alias}: reads stored {what}"
+            f" ({self.weights.describe()}) from {self.location}"
+        )
+
+
+@dataclass(frozen=True, slots=True)
 class Decode(Plan):
     """Decode images, convert to RGB, resize to the CNN's input, apply its preprocessing."""
 

@@ -9,6 +9,7 @@ alternative plans:
 - ``stage_layers``: staged inference, each layer resumed from the stored layer below.
 - ``place_join``: join before inference (``after_join`` placement) or after it (the lazy form).
 - ``persist_shared``: persist what several branches use (without it: recompute).
+- ``use_stored_layers``: read layers kept in the feature store instead of inferring them.
 """
 
 from vista_sql.logical.rules.base import Rule, RuleContext
@@ -17,6 +18,7 @@ from vista_sql.logical.rules.persist_shared import persist_shared
 from vista_sql.logical.rules.place_join import place_join
 from vista_sql.logical.rules.reuse_layers import reuse_layers
 from vista_sql.logical.rules.stage_layers import stage_layers
+from vista_sql.logical.rules.use_stored_layers import use_stored_layers
 
 __all__ = [
     "Rule",
@@ -26,4 +28,5 @@ __all__ = [
     "place_join",
     "reuse_layers",
     "stage_layers",
+    "use_stored_layers",
 ]
