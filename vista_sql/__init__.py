@@ -55,8 +55,11 @@ def execute(sql: str, spark: Any = None, tables: Any = None, progress: bool = Tr
     return _execute(sql, spark=spark, tables=tables, progress=progress)
 
 
-def register_cnn(name: str, keras_model_or_path: Any, layers: list[str]) -> None:
-    """Make a user's Keras model a roster entry usable in statements."""
+def register_cnn(name: str, keras_model_or_path: Any, layers: list[str], **kwargs: Any) -> Any:
+    """Make a user's Keras model a roster entry usable in statements; returns its catalog entry.
+
+    Keyword arguments ``preprocess``, ``input_size``, ``cache_dir``: see ``api.register_cnn``.
+    """
     from vista_sql.api import register_cnn as _register_cnn
 
-    _register_cnn(name, keras_model_or_path, layers=layers)
+    return _register_cnn(name, keras_model_or_path, layers, **kwargs)

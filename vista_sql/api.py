@@ -87,8 +87,17 @@ def explain_statement(statement: ExplainStatement, catalog: Catalog, **kwargs: A
         return result.explain_json() if statement.format == "json" else result.explain()
     from vista_sql.cost_model.decide import decide
     from vista_sql.cost_model.explain import explain_json, explain_text
+    from vista_sql.physical.gpu import machine_resources
+    from vista_sql.physical.store import stored_layers
 
-    decision = decide(query, catalog, kwargs.get("tables"))
+    tables = kwargs.get("tables")
+    decision = decide(
+        query,
+        catalog,
+        tables,
+        resources=machine_resources(query.options),
+        stored=stored_layers(query, catalog, tables),
+    )
     mode: Literal["cost"] | None = "cost" if statement.mode == "cost" else None
     if statement.format == "json":
         return json.dumps(explain_json(decision, mode), indent=2, sort_keys=True)
@@ -155,9 +164,36 @@ def execute_all(
     return results
 
 
-def register_cnn(name: str, keras_model_or_path: Any, layers: list[str]) -> None:
-    """Make a user's Keras model a roster entry (not available yet: see the feature-store issue)."""
-    raise VistaError("vista_sql.register_cnn is not available yet")
+def register_cnn(
+    name: str,
+    keras_model_or_path: Any,
+    layers: Sequence[str],
+    *,
+    preprocess: str = "raw",
+    input_size: tuple[int, int] | None = None,
+    cache_dir: str | None = None,
+) -> CnnInfo:
+    """Make a user's Keras model (a ``keras.Model`` or a ``.keras`` / ``.h5`` file) a CNN that
+    statements name like the roster's, with ``layers`` (Keras layer names, bottom to top) as its
+    transfer layers; returns its catalog entry. ``preprocess``: how decoded RGB pixels become the
+    model's input (default ``raw``: 0..255, as ``keras.utils.load_img`` gives them; also
+    ``unit``, ``caffe``, ``tf``, ``torch``, ``efficientnet_lite``); ``input_size``: (height,
+    width), when the model's input leaves it open. The model and its layer statistics are kept in
+    ``cache_dir`` (default: the feature store's directory). See ``vista_sql.udfs.registry``.
+    Loads TensorFlow.
+    """
+    from vista_sql.physical.store import default_directory
+    from vista_sql.udfs.registry import register
+
+    directory = cache_dir if cache_dir is not None else default_directory()
+    return register(
+        name,
+        keras_model_or_path,
+        layers,
+        directory=directory,
+        preprocess=preprocess,
+        input_size=input_size,
+    )
 
 
 # ------------------------------------------------------------------------------------------------

@@ -70,7 +70,33 @@ def build_parser() -> argparse.ArgumentParser:
     dataset.add_argument("--seed", type=int, default=0)
     dataset.add_argument("--image-size", type=int, default=227)
     dataset.add_argument("--overwrite", action="store_true")
+    _add_cache_command(commands)
     return parser
+
+
+def _add_cache_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """``vista-sql cache list | clear [--dir DIR]``: the feature store (``physical.store``)."""
+    cache = commands.add_parser("cache", help="list or clear the store of materialized layers")
+    cache.add_argument("action", choices=["list", "clear"])
+    cache.add_argument(
+        "--dir", help="the cache directory (default: $VISTA_SQL_CACHE_DIR, else ~/.cache/vista_sql)"
+    )
+
+
+def _cache(args: argparse.Namespace) -> int:
+    from vista_sql.physical.store import (
+        FeatureStore,
+        default_directory,
+        format_entries,
+        max_bytes_from_env,
+    )
+
+    store = FeatureStore(args.dir or default_directory(), max_bytes_from_env())
+    if args.action == "clear":
+        print(f"removed {store.clear()} entries from {store.root}")
+        return 0
+    print(format_entries(store))
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -85,6 +111,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0
         if args.command == "run":
             return _run(args)
+        if args.command == "cache":
+            return _cache(args)
         return _demo(args)
     except (VistaError, ParseError) as error:
         print(f"vista-sql: error: {error}", file=sys.stderr)

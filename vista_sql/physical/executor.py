@@ -64,6 +64,9 @@ class RunOutcome:
 
 LayerHook = Callable[[LayerRun, "DataFrame"], None]
 """Called after each layer with its run and its (good rows) branch table, e.g. to write INTO."""
+MaterialisedHook = Callable[[Plan, "DataFrame"], None]
+"""Called with each Persist node and each branch table's Assemble node just materialised (cached),
+and its DataFrame (bad-image rows included), e.g. to keep its layers in the feature store."""
 
 
 def branch_parts(branch: Plan) -> tuple[Evaluate, Train, Assemble]:
@@ -110,6 +113,7 @@ def run_workload(
     layer_order: list[str],
     progress: Progress,
     on_layer: LayerHook | None = None,
+    on_materialised: MaterialisedHook | None = None,
 ) -> RunOutcome:
     """Run every branch of ``plan``; ``layer_order`` is the execution order (bottom layer first)."""
     from pyspark import StorageLevel
@@ -133,12 +137,16 @@ def run_workload(
                 rows = lowering.frame(node).count()
                 outcome.timings.append(NodeTiming(node, time.perf_counter() - t0, rows))
                 materialised.add(id(node))
+                if on_materialised is not None:
+                    on_materialised(node, lowering.frame(node))
 
             progress.stage(f"{layer}: inference and join")
             t0 = time.perf_counter()
             table = lowering.frame(assemble).persist(StorageLevel.MEMORY_AND_DISK)
             rows = table.count()
             outcome.timings.append(NodeTiming(assemble, time.perf_counter() - t0, rows))
+            if on_materialised is not None:
+                on_materialised(assemble, table)
             inference_seconds = time.perf_counter() - started
 
             good = _bad_images(table, query, skipped)

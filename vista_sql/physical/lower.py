@@ -19,6 +19,7 @@ from vista_sql.logical.plan import (
     LayerOut,
     Persist,
     Plan,
+    StoredScan,
     TableScan,
 )
 from vista_sql.physical.prepare import STRUCT
@@ -70,6 +71,11 @@ class Lowering:
                 return self.images.repartition(self.settings.partitions, KEY)
             case TableScan():
                 return self.table
+            case StoredScan():
+                from vista_sql.physical.store_io import read_stored
+
+                spark = self.images.sparkSession
+                return read_stored(spark, node, self.settings.partitions)
             case Decode(child=child):
                 return self.frame(child)
             case Infer():

@@ -42,6 +42,9 @@ class TransferResult:
     """Settings the optimizer chose that the user's own session does not have."""
     plan: str = ""
     into: str | None = None
+    store: dict[str, Any] = field(default_factory=dict)
+    """What the feature store did: ``read`` (entries the plan read), ``written`` (entries this
+    statement added), ``write_seconds``, ``failures`` (layers it could not write)."""
     _explain: Callable[[], str] | None = field(default=None, repr=False)
     _explain_json: Callable[[], dict[str, Any]] | None = field(default=None, repr=False)
 

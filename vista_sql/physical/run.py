@@ -16,7 +16,13 @@ from typing import TYPE_CHECKING, Any
 from vista_sql.catalog import Catalog
 from vista_sql.logical.plan import Workload
 from vista_sql.logical.query import TransferQuery
-from vista_sql.physical.executor import LayerHook, LayerRun, RunOutcome, run_workload
+from vista_sql.physical.executor import (
+    LayerHook,
+    LayerRun,
+    MaterialisedHook,
+    RunOutcome,
+    run_workload,
+)
 from vista_sql.physical.lower import Lowering, LoweringSettings
 from vista_sql.physical.monitor import PeakMemory
 from vista_sql.physical.prepare import check_images, key_type, prepare_table, unmatched
@@ -28,7 +34,7 @@ from vista_sql.physical.result import (
     write_layer,
     write_report,
 )
-from vista_sql.physical.sources import read_images, read_table
+from vista_sql.physical.sources import KEY, read_images, read_table
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -74,10 +80,13 @@ def run_plan(
     progress: bool = True,
     into: str | None = None,
     on_layer: LayerHook | None = None,
+    on_materialised: MaterialisedHook | None = None,
 ) -> tuple[TransferResult, RunOutcome]:
     """Run ``plan`` over ``prepared`` and return the result (INTO written if ``into``).
 
-    ``on_layer`` sees each layer's run and its branch table (KEY, LABEL, FEATURES) while cached.
+    ``on_layer`` sees each layer's run and its branch table (KEY, LABEL, FEATURES) while cached;
+    ``on_materialised`` every Persist node and branch table just cached (the feature store's
+    writer).
     """
     cnn = catalog.cnn(query.cnn)
     assert cnn is not None, "the builder checked the CNN"
@@ -109,6 +118,7 @@ def run_plan(
                 layer_order=bottom_up,
                 progress=bar,
                 on_layer=write,
+                on_materialised=on_materialised,
             )
         top_down = sorted(outcome.layers, key=lambda r: -cnn.index(r.layer))
         result = TransferResult(
@@ -187,19 +197,31 @@ def run_query(
     from vista_sql.cost_model.explain import explain_json, explain_text
     from vista_sql.cost_model.stats import gather_stats
     from vista_sql.physical.analyze import analyze_json, analyze_text
+    from vista_sql.physical.gpu import machine_resources
     from vista_sql.physical.session import (
         advice,
         cluster_conf,
         foreign_active_session,
         owned_session,
     )
+    from vista_sql.physical.store import (
+        FeatureStore,
+        statement_keys,
+        store_settings,
+        stored_layers,
+    )
+    from vista_sql.physical.store_io import StoreWriter, store_report
 
     into = into if into is not None else query.into
     given = spark if spark is not None else _session_of(tables) or foreign_active_session()
     stats = gather_stats(query, tables)
     if given is not None:
         stats = _spark_stats(given, query, tables, stats)
-    decision = decide(query, catalog, tables, stats=stats)
+    resources = machine_resources(query.options)
+    store = store_settings(query.options)
+    keys = statement_keys(query, catalog, tables) if store.enabled else None
+    stored = stored_layers(query, catalog, tables, keys) if keys is not None else ()
+    decision = decide(query, catalog, tables, stats=stats, resources=resources, stored=stored)
     chosen = decision.chosen
     conf = chosen.config.as_spark_conf()
     if master is not None and not master.startswith("local"):
@@ -208,17 +230,44 @@ def run_query(
     notes = advice(session, conf) if given is not None else []
 
     prepared = prepare(session, query, tables)
+    image_key_type = prepared.images.schema[KEY].dataType.simpleString()
+    if any(layer.key_type != image_key_type for layer in stored):
+        # Entries written under other image ids (file names cast to another key type) do not
+        # join with these; decide again without them (rare: the same images, another table).
+        stored = tuple(layer for layer in stored if layer.key_type == image_key_type)
+        decision = decide(query, catalog, tables, stats=stats, resources=resources, stored=stored)
+        chosen = decision.chosen
     plan = chosen.plan
     settings = LoweringSettings(
         partitions=chosen.choice.partitions,
         batch_size=chosen.choice.batch_size,
         threads=chosen.choice.tf_threads,
     )
-    result, outcome = run_plan(
-        plan, query, catalog, prepared, settings, progress=progress, into=into
-    )
     cnn = catalog.cnn(query.cnn)
     assert cnn is not None
+    writer = (
+        StoreWriter(
+            store=FeatureStore.of(store),
+            keys=keys,
+            cnn=cnn,
+            pooling=query.options.conv_pooling,
+            every_image_joined=prepared.unmatched["images"] == 0,
+            struct_size=len(prepared.features),
+        )
+        if keys is not None
+        else None
+    )
+    result, outcome = run_plan(
+        plan,
+        query,
+        catalog,
+        prepared,
+        settings,
+        progress=progress,
+        into=into,
+        on_materialised=writer,
+    )
+    result.store = store_report(plan, writer)
     order = sorted(query.layers, key=cnn.index)
     result.advice = notes
     result.plan = explain_text(decision)

@@ -46,7 +46,7 @@ LITE_STD = np.float32(128.0)
 """EfficientNet-Lite's input normalisation (MEAN_RGB and STDDEV_RGB of the TensorFlow
 ``efficientnet_lite_builder``, which its PyTorch port's weights were trained with)."""
 
-PREPROCESS_MODES = ("caffe", "tf", "torch", "efficientnet_lite")
+PREPROCESS_MODES = ("caffe", "tf", "torch", "efficientnet_lite", "raw", "unit")
 
 
 class ImageError(ValueError):
@@ -110,7 +110,8 @@ def preprocess(pixels: np.ndarray, mode: str) -> np.ndarray:
 
     ``caffe``: RGB -> BGR, minus the ImageNet BGR means (VGG16, ResNet50, AlexNet, SqueezeNet).
     ``tf``: scaled to -1..1 (MobileNet). ``torch``: 0..1, minus mean, over std, RGB.
-    ``efficientnet_lite``: (x - 127) / 128, RGB (EfficientNet-Lite0).
+    ``efficientnet_lite``: (x - 127) / 128, RGB (EfficientNet-Lite0). ``raw``: 0..255 as float,
+    RGB (what ``keras.utils.load_img`` gives; registered models' default). ``unit``: 0..1, RGB.
     """
     values = np.asarray(pixels).astype(np.float32)
     if mode == "caffe":
@@ -129,6 +130,11 @@ def preprocess(pixels: np.ndarray, mode: str) -> np.ndarray:
     if mode == "efficientnet_lite":
         values -= LITE_MEAN
         values /= LITE_STD
+        return values
+    if mode == "raw":
+        return values
+    if mode == "unit":
+        values /= np.float32(255.0)
         return values
     raise ValueError(f"unknown preprocessing {mode!r}; valid: {', '.join(PREPROCESS_MODES)}")
 

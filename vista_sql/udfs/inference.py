@@ -27,6 +27,7 @@ from vista_sql.catalog import POOLINGS, CnnInfo, LayerInfo, current
 from vista_sql.errors import SemanticError, did_you_mean
 from vista_sql.logical.plan import LayerOut, WeightsSpec
 from vista_sql.udfs.columns import ERROR_COLUMN, output_column
+from vista_sql.udfs.registry import RegisteredCnn, install, registered
 
 if TYPE_CHECKING:
     import keras
@@ -48,8 +49,14 @@ class InferenceSpec:
     start: str | None
     outputs: tuple[LayerOut, ...]
     pooling: str = "max2x2"
+    registered: RegisteredCnn | None = None
+    """A CNN registered with ``vista_sql.register_cnn``: its entry and architecture travel with
+    the spec, since a Spark worker's catalog knows only the roster. Filled in from this
+    process's registry when not given."""
 
     def __post_init__(self) -> None:
+        if self.registered is None:
+            object.__setattr__(self, "registered", registered(self.cnn))
         info = self.info
         if self.pooling not in POOLINGS:
             raise SemanticError(
@@ -83,6 +90,8 @@ class InferenceSpec:
 
     @property
     def info(self) -> CnnInfo:
+        if self.registered is not None:
+            return self.registered.info
         info = current().cnn(self.cnn)
         if info is None:
             raise SemanticError(
@@ -208,6 +217,9 @@ def runner_for(spec: InferenceSpec, weights_path: str | None) -> InferenceRunner
         if runner is None:
             from vista_sql.udfs.models import WeightedModel
 
+            if spec.registered is not None:  # a worker learns the CNN from the spec
+                install(spec.registered)
+
             model_key = (spec.info.name, spec.weights, weights_path)
             weighted = _weighted.get(model_key)
             if weighted is None:
@@ -225,12 +237,53 @@ def clear_cache() -> None:
         _weighted.clear()
 
 
+def configure_devices() -> None:
+    """Let TensorFlow use the GPUs it sees, growing its memory on demand.
+
+    By default TensorFlow reserves nearly all of a GPU's memory in the first process that touches
+    it, so a second concurrent Spark task on the same GPU would fail; with memory growth each
+    worker holds what its model and batch need, which is what the cost model plans for
+    (``cost_model.memory.gpu_bytes`` x concurrent tasks). When Spark assigns GPUs to tasks
+    (``spark.task.resource.gpu.amount``), the worker uses only those. Acts only before TensorFlow
+    initialises its devices (a fresh worker); does nothing without a GPU.
+    """
+    import tensorflow as tf
+
+    gpus = tf.config.list_physical_devices("GPU")
+    if not gpus:
+        return
+    try:
+        assigned = _assigned_gpus()
+        if assigned:
+            gpus = [gpu for index, gpu in enumerate(gpus) if str(index) in assigned] or gpus
+            tf.config.set_visible_devices(gpus, "GPU")
+        for gpu in gpus:
+            tf.config.experimental.set_memory_growth(gpu, True)
+    except RuntimeError:  # devices already initialised in this process: the first setting stays
+        pass
+
+
+def _assigned_gpus() -> set[str]:
+    """The GPU addresses Spark's resource scheduling gave this task (empty when none)."""
+    try:
+        from pyspark import TaskContext
+    except ImportError:
+        return set()
+    context = TaskContext.get()
+    if context is None:
+        return set()
+    gpu = context.resources().get("gpu")
+    return set(gpu.addresses) if gpu is not None else set()
+
+
 def limit_threads(threads: int | None) -> None:
-    """Cap TensorFlow's thread pools at ``threads`` (intra-op) and 1 (inter-op).
+    """Configure the devices (:func:`configure_devices`), then cap TensorFlow's thread pools at
+    ``threads`` (intra-op) and 1 (inter-op).
 
     TensorFlow fixes its pools when it first runs an op, so this acts only in a fresh process (a
     new Spark Python worker); later calls with a different value keep the first one.
     """
+    configure_devices()
     if threads is None:
         return
     import tensorflow as tf

@@ -57,11 +57,14 @@ INPUT_SECOND_MOMENT = {
     "tf": (0.226 * 2.0) ** 2,
     "torch": 1.0,
     "efficientnet_lite": (0.226 * 255.0 / 128.0) ** 2,
+    "raw": (0.504 * 255.0) ** 2,
+    "unit": 0.504**2,
 }
 """E[x^2] of a preprocessed ImageNet pixel, per ``preprocess_input`` mode: ImageNet's per-channel
 standard deviation is about 0.226 of the range (torchvision's 0.229, 0.224, 0.225); caffe mode
 keeps 0..255 less the mean, tf mode maps to -1..1, torch mode divides by the std,
-efficientnet_lite computes (x - 127) / 128."""
+efficientnet_lite computes (x - 127) / 128; raw keeps 0..255 and unit 0..1, which are not
+zero-mean: E[x^2] = mean^2 + std^2 with ImageNet's mean about 0.45 of the range."""
 
 
 class WeightsError(VistaError):
@@ -101,6 +104,11 @@ def weights_file(cnn: str, weights: WeightsSpec, *, download: bool = True) -> st
                 " (.weights.h5, .h5 or .keras)"
             )
         return str(path.resolve())
+    from vista_sql.udfs.registry import registered
+
+    found = registered(cnn)
+    if found is not None:  # a registered model's "ImageNet" weights are its own
+        return found.model_file
     return str(imagenet_file(cnn, download=download))
 
 

@@ -1,0 +1,220 @@
+"""Reading and writing feature-store entries with Spark (the store itself: ``physical.store``).
+
+**Reading** a ``StoredScan``: the entry's Parquet, its values named as the inference would have
+named them, repartitioned by key like an image scan, so every plan above it lowers unchanged.
+Images that failed to decode when the entry was written are stored with their error and come back
+with it, so ``on_bad_image`` fails or skips them as it would have.
+
+**Writing** costs no inference: the executor calls :class:`StoreWriter` with every DataFrame it
+has just materialized (cached), and the writer stores the CNN layers in it that are not stored
+yet: from a persisted inference every output (features and resume tensors), from a branch table
+its layer's features (sliced out of the assembled vector: float32 -> double -> float32 is
+lossless). Only tables that hold every image are stored (an entry stands for the whole image
+source, whatever table a later statement joins): those below the join, and those above it when
+every image has a row in the table. A failed write is reported and never fails the statement.
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from vista_sql.catalog import CnnInfo
+from vista_sql.cost_model.memory import STORE_ROW_GROUP_BYTES
+from vista_sql.errors import DataError
+from vista_sql.logical.plan import Assemble, Infer, Join, LayerOut, Persist, Plan, StoredScan
+from vista_sql.physical.sources import KEY
+from vista_sql.physical.store import Entry, FeatureStore, StatementKeys, key_pooling, read_entry
+from vista_sql.udfs.columns import ERROR_COLUMN, output_column
+
+if TYPE_CHECKING:
+    from pyspark.sql import DataFrame, SparkSession
+
+VALUES = "values"
+"""The entry's tensor column: array<float>, one row per image (null where the image was bad)."""
+
+
+class StoreWarning(UserWarning):
+    """A layer could not be written to the feature store (the statement's result is unaffected)."""
+
+
+def read_stored(spark: SparkSession, node: StoredScan, partitions: int) -> DataFrame:
+    """The entry of ``node`` as (KEY, its column[, _error]), hash partitioned by KEY."""
+    from pyspark.sql import functions as F
+
+    entry = read_entry(Path(node.location))
+    if entry is None:
+        raise DataError(
+            f"the feature store entry {node.location} was removed while this statement ran;"
+            " run it again (or with WITH (cache = false))"
+        )
+    entry.touch()
+    column = output_column(LayerOut(node.layer, node.form))
+    frame = spark.read.parquet(str(entry.data))
+    selected = [F.col(KEY), F.col(VALUES).alias(column)]
+    if entry.errors:
+        selected.append(F.col(ERROR_COLUMN))
+    return frame.select(*selected).repartition(partitions, KEY)
+
+
+@dataclass
+class StoreWriter:
+    """The executor's hook (``run_workload(on_materialised=...)``): stores the layers of each
+    materialized DataFrame that the store lacks.
+
+    ``every_image_joined``: whether every image has a row in the table (then tables above the
+    join hold every image too). ``struct_size``: structured features before the CNN's in an
+    assembled vector.
+    """
+
+    store: FeatureStore
+    keys: StatementKeys
+    cnn: CnnInfo
+    pooling: str
+    every_image_joined: bool
+    struct_size: int
+    written: list[Entry] = field(default_factory=list)
+    seconds: float = 0.0
+    """Wall time spent writing (the overhead the store adds to a statement)."""
+    failures: list[str] = field(default_factory=list)
+    _done: set[str] = field(default_factory=set)
+
+    def __call__(self, node: Plan, frame: DataFrame) -> None:
+        if not self._holds_every_image(node):
+            return
+        started = time.perf_counter()
+        try:
+            if isinstance(node, Persist):
+                for out in _inferred_outputs(node):
+                    column = output_column(out)
+                    if column in frame.columns:
+                        self._store(out, frame, _column(column))
+            elif isinstance(node, Assemble):
+                self._store(LayerOut(node.layer, "features"), frame, self._sliced(node.layer))
+        finally:
+            self.seconds += time.perf_counter() - started
+
+    def _holds_every_image(self, node: Plan) -> bool:
+        below_join = not any(isinstance(n, Join) for n in node.walk())
+        return below_join or self.every_image_joined
+
+    def _sliced(self, layer: str) -> Any:
+        """The CNN part of the assembled FEATURES vector, as array<float>."""
+        from pyspark.ml.functions import vector_to_array
+        from pyspark.sql import functions as F
+
+        from vista_sql.physical.train import FEATURES
+
+        info = self.cnn.layer(layer)
+        assert info is not None
+        size = info.feature_size(self.pooling)
+        vector = vector_to_array(F.col(FEATURES), "float32")
+        return F.slice(vector, self.struct_size + 1, size)
+
+    def _store(self, out: LayerOut, frame: DataFrame, values: Any) -> None:
+        from pyspark.sql import functions as F
+
+        info = self.cnn.layer(out.layer)
+        assert info is not None
+        key = self.keys.key(info, out.form, self.pooling)
+        key_type = frame.schema[KEY].dataType.simpleString()
+        if key in self._done:
+            return
+        self._done.add(key)
+        existing = [e for e in self.store.find(key) if e.key_type == key_type]
+        if existing:
+            existing[0].touch()
+            return
+        if not self.keys.still_current():
+            self.failures.append(f"{out.describe()}: the images changed while the statement ran")
+            return
+        error = (
+            F.col(ERROR_COLUMN)
+            if ERROR_COLUMN in frame.columns
+            else F.lit(None).cast("string").alias(ERROR_COLUMN)
+        )
+        staging = self.store.begin()
+        try:
+            table = frame.select(F.col(KEY), values.cast("array<float>").alias(VALUES), error)
+            table.write.option("parquet.block.size", STORE_ROW_GROUP_BYTES).parquet(
+                str(staging / "data")
+            )
+            rows, errors = _count(staging / "data")
+            entry = self.store.commit(
+                staging,
+                key,
+                {
+                    "key_type": key_type,
+                    "images": {"path": str(self.keys.images), "files": self.keys.image_count},
+                    "cnn": self.cnn.name,
+                    "weights": self.keys.weights.describe(),
+                    "layer": out.layer,
+                    "form": out.form,
+                    "pooling": key_pooling(info, out.form, self.pooling),
+                    "rows": rows,
+                    "errors": errors,
+                },
+            )
+        except Exception as failure:  # Spark, Arrow and OS errors alike: the statement goes on
+            self.store.abandon(staging)
+            message = f"{out.describe()}: {type(failure).__name__}: {failure}"
+            self.failures.append(message)
+            warnings.warn(f"not stored in the feature store: {message}", StoreWarning, stacklevel=2)
+            return
+        if entry is not None:
+            self.written.append(entry)
+            self.store.evict()
+
+
+def _column(name: str) -> Any:
+    from pyspark.sql import functions as F
+
+    return F.col(name)
+
+
+def _inferred_outputs(node: Plan) -> list[LayerOut]:
+    """The features and resume tensors the inferences below ``node`` compute (stored scans'
+    columns are in the store already), bottom of the plan first, each once."""
+    found: dict[LayerOut, None] = {}
+    for below in reversed(list(node.walk())):
+        if isinstance(below, Infer):
+            for out in below.outputs:
+                if out.form in ("features", "resume"):
+                    found[out] = None
+    return list(found)
+
+
+def _count(data: Path) -> tuple[int, int]:
+    """Rows and error rows of a written entry, from its Parquet files (footers and the small
+    error column only)."""
+    import pyarrow.parquet as pq
+
+    files = sorted(p for p in data.glob("*.parquet"))
+    rows = errors = 0
+    for path in files:
+        column = pq.read_table(path, columns=[ERROR_COLUMN]).column(ERROR_COLUMN)
+        rows += len(column)
+        errors += len(column) - column.null_count
+    return rows, errors
+
+
+def store_report(plan: Plan, writer: StoreWriter | None) -> dict[str, Any]:
+    """``TransferResult.store``: the entries ``plan`` read and ``writer`` wrote."""
+    read = sorted(
+        {
+            f"{n.cnn}.{n.layer}:{n.form} {n.location}"
+            for n in plan.walk()
+            if isinstance(n, StoredScan)
+        }
+    )
+    if writer is None:
+        return {"read": read, "written": [], "write_seconds": 0.0, "failures": []}
+    return {
+        "read": read,
+        "written": [f"{e.describe()} {e.location}" for e in writer.written],
+        "write_seconds": writer.seconds,
+        "failures": list(writer.failures),
+    }
