@@ -54,3 +54,21 @@ def spark() -> Iterator[SparkSession]:
     session.sparkContext.setLogLevel("ERROR")
     yield session
     session.stop()
+
+
+# --- Feature store (physical/store.py) ------------------------------------------------------------
+
+
+@pytest.fixture(scope="session", autouse=True)
+def feature_store_off_by_default(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Tests never touch the user's cache directory, and a statement reads or writes the feature
+    store only when it says WITH (cache = true): no test's plan depends on what another stored."""
+    saved = {name: os.environ.get(name) for name in ("VISTA_SQL_CACHE", "VISTA_SQL_CACHE_DIR")}
+    os.environ["VISTA_SQL_CACHE"] = "0"
+    os.environ["VISTA_SQL_CACHE_DIR"] = str(tmp_path_factory.mktemp("vista_sql_cache"))
+    yield
+    for name, value in saved.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value

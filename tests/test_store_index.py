@@ -1,0 +1,308 @@
+"""The feature store's files (no Spark): keys, atomic entries, eviction, settings, the CLI.
+
+Entries are written here with pyarrow, in the layout ``store_io`` writes with Spark.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+import vista_sql
+from vista_sql.catalog import CnnInfo, roster
+from vista_sql.cli import main
+from vista_sql.logical.builder import build
+from vista_sql.logical.plan import WeightsSpec
+from vista_sql.logical.query import TransferQuery
+from vista_sql.physical.store import (
+    DEFAULT_MAX_BYTES,
+    FeatureStore,
+    StatementKeys,
+    StoreError,
+    image_fingerprint,
+    statement_keys,
+    store_settings,
+    stored_layers,
+)
+
+
+def _vgg16() -> CnnInfo:
+    found = roster().cnn("vgg16")
+    assert found is not None
+    return found
+
+
+VGG16 = _vgg16()
+
+
+@pytest.fixture
+def images(tmp_path: Path) -> Path:
+    folder = tmp_path / "images"
+    folder.mkdir()
+    for key in range(4):
+        (folder / f"{key}.jpg").write_bytes(bytes([key]) * (100 + key))
+    return folder
+
+
+def query(images: Path, options: str = "", weights: str = "WEIGHTS RANDOM SEED 7") -> TransferQuery:
+    with_clause = f" WITH ({options})" if options else ""
+    sql = (
+        f"TRANSFER FEATURES OF '{images}' AS i FROM CNN vgg16 {weights} LAYERS (fc6, fc7)"
+        f" JOIN 'table.parquet' AS t ON i.id = t.id TRAIN LOGREG LABEL label{with_clause}"
+    )
+    built = build(vista_sql.parse_one(sql), sql, roster())
+    assert isinstance(built, TransferQuery)
+    return built
+
+
+def keys_of(images: Path, options: str = "") -> StatementKeys:
+    keys = statement_keys(query(images, options), roster(), None)
+    assert keys is not None
+    return keys
+
+
+def write_entry(
+    store: FeatureStore, keys: StatementKeys, layer: str, form: str = "features", rows: int = 10
+) -> Any:
+    """An entry as store_io writes it: (key, values, _error) Parquet under data/, then commit."""
+    info = VGG16.layer(layer)
+    assert info is not None
+    staging = store.begin()
+    (staging / "data").mkdir()
+    table = pa.table(
+        {
+            "_vista_key": pa.array(range(rows), pa.int64()),
+            "values": pa.array([[float(i)] * 64 for i in range(rows)], pa.list_(pa.float32())),
+            "_error": pa.array([None] * rows, pa.string()),
+        }
+    )
+    pq.write_table(table, staging / "data" / "part-0.parquet")
+    key = keys.key(info, form, "max2x2")  # type: ignore[arg-type]
+    meta = {
+        "key_type": "bigint",
+        "images": {"path": str(keys.images), "files": keys.image_count},
+        "cnn": "vgg16",
+        "weights": keys.weights.describe(),
+        "layer": layer,
+        "form": form,
+        "pooling": "max2x2" if form == "features" and info.kind == "conv" else None,
+        "rows": rows,
+        "errors": 0,
+    }
+    return store.commit(staging, key, meta)
+
+
+# --- keys ---------------------------------------------------------------------------------------
+
+
+def test_the_image_fingerprint_sees_every_change_spark_would_read(images: Path) -> None:
+    first, count = image_fingerprint(images)
+    assert count == 4
+    (images / ".hidden.jpg").write_bytes(b"x")
+    (images / "_SUCCESS").write_bytes(b"")
+    (images / "notes.txt").write_bytes(b"x")
+    assert image_fingerprint(images)[0] == first  # files Spark's binaryFile read skips
+
+    edited = images / "2.jpg"
+    stat = edited.stat()
+    edited.write_bytes(b"y" * (stat.st_size + 1))
+    assert image_fingerprint(images)[0] != first
+    edited.write_bytes(bytes([2]) * 102)
+    os.utime(edited, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    assert image_fingerprint(images)[0] == first  # same bytes, size and mtime: same images
+
+    os.utime(edited, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1))
+    assert image_fingerprint(images)[0] != first
+    os.utime(edited, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    (images / "4.jpg").write_bytes(b"new")
+    assert image_fingerprint(images) != (first, 4)
+    (images / "4.jpg").unlink()
+    (images / "3.jpg").rename(images / "5.jpg")
+    assert image_fingerprint(images)[0] != first
+
+
+def test_keys_differ_by_layer_form_weights_and_the_pooling_of_conv_features(images: Path) -> None:
+    keys = keys_of(images)
+    fc6, conv5_3 = VGG16.layer("fc6"), VGG16.layer("conv5_3")
+    assert fc6 is not None and conv5_3 is not None
+    assert len({keys.key(fc6, "features", "max2x2"), keys.key(conv5_3, "features", "max2x2")}) == 2
+    assert keys.key(conv5_3, "features", "max2x2") != keys.key(conv5_3, "features", "avg")
+    assert keys.key(conv5_3, "features", "max2x2") != keys.key(conv5_3, "resume", "max2x2")
+    # An fc layer is never pooled, and a resume tensor never is: the pooling is not in those keys.
+    assert keys.key(fc6, "features", "max2x2") == keys.key(fc6, "features", "avg")
+    assert keys.key(conv5_3, "resume", "max2x2") == keys.key(conv5_3, "resume", "none")
+    other_seed = statement_keys(query(images, weights="WEIGHTS RANDOM SEED 8"), roster(), None)
+    assert other_seed is not None
+    assert other_seed.key(fc6, "features", "max2x2") != keys.key(fc6, "features", "max2x2")
+    assert keys_of(images).key(fc6, "features", "max2x2") == keys.key(fc6, "features", "max2x2")
+
+
+def test_no_keys_without_an_image_directory_or_a_weights_file(images: Path) -> None:
+    named = build(
+        vista_sql.parse_one(
+            "TRANSFER FEATURES OF pictures AS i FROM CNN vgg16 WEIGHTS RANDOM SEED 7"
+            " LAYERS (fc6) JOIN 't.parquet' AS t ON i.id = t.id TRAIN LOGREG LABEL label"
+        ),
+        "",
+        roster(),
+    )
+    assert isinstance(named, TransferQuery)
+    assert statement_keys(named, roster(), {"pictures": object()}) is None  # a DataFrame
+    assert statement_keys(named, roster(), {"pictures": str(images)}) is not None  # a path
+    missing = query(images, weights=f"WEIGHTS '{images / 'absent.weights.h5'}'")
+    assert statement_keys(missing, roster(), None) is None
+
+
+# --- entries ------------------------------------------------------------------------------------
+
+
+def test_an_entry_is_published_whole_and_found_by_its_key(images: Path, tmp_path: Path) -> None:
+    store = FeatureStore(tmp_path / "cache")
+    keys = keys_of(images)
+    entry = write_entry(store, keys, "fc6", rows=12)
+    assert entry is not None
+    assert entry.rows == 12 and entry.file_bytes > 0 and entry.key_type == "bigint"
+    fc6 = VGG16.layer("fc6")
+    assert fc6 is not None
+    assert [e.location for e in store.find(keys.key(fc6, "features", "max2x2"))] == [entry.location]
+    assert list(store.tmp_dir.iterdir()) == []
+    # A directory without entry.json (a write cut short) is no entry.
+    half = store.entries_dir / f"{keys.key(fc6, 'resume', 'max2x2')}.bigint"
+    (half / "data").mkdir(parents=True)
+    assert store.find(keys.key(fc6, "resume", "max2x2")) == []
+    assert [e.location for e in store.entries()] == [entry.location]
+
+
+def test_the_optimizer_finds_the_statements_entries(images: Path, tmp_path: Path) -> None:
+    cache = tmp_path / "cache"
+    options = f"cache = true, cache_dir = '{cache}'"
+    store = FeatureStore(cache)
+    keys = keys_of(images, options)
+    write_entry(store, keys, "fc6")
+    write_entry(store, keys, "conv5_3", "resume")
+    found = stored_layers(query(images, options), roster(), None)
+    assert sorted((s.layer, s.form, s.rows) for s in found) == [
+        ("conv5_3", "resume", 10),
+        ("fc6", "features", 10),
+    ]
+    assert stored_layers(query(images, "cache = false"), roster(), None) == ()
+    (images / "0.jpg").write_bytes(b"changed")
+    assert stored_layers(query(images, options), roster(), None) == ()
+
+
+def _commit_same_entry(arguments: tuple[str, str, Any]) -> bool:
+    cache, images, barrier = arguments
+    store = FeatureStore(cache)
+    keys = keys_of(Path(images))
+    barrier.wait()
+    return write_entry(store, keys, "fc7") is not None
+
+
+def test_two_processes_writing_one_entry_leave_exactly_one(images: Path, tmp_path: Path) -> None:
+    cache = tmp_path / "cache"
+    context = multiprocessing.get_context("fork")
+    with context.Manager() as manager:
+        barrier = manager.Barrier(2)
+        with context.Pool(2) as pool:
+            published = pool.map(_commit_same_entry, [(str(cache), str(images), barrier)] * 2)
+    assert sorted(published) == [False, True]
+    store = FeatureStore(cache)
+    assert len(store.entries()) == 1
+    assert list(store.tmp_dir.iterdir()) == []
+
+
+def test_eviction_keeps_the_size_limit_least_recently_used_first(
+    images: Path, tmp_path: Path
+) -> None:
+    store = FeatureStore(tmp_path / "cache")
+    keys = keys_of(images)
+    written = [write_entry(store, keys, layer, rows=50) for layer in ("conv5_3", "fc6", "fc7")]
+    assert all(e is not None for e in written)
+    for age, entry in zip((300, 100, 200), written, strict=True):  # fc6 used most recently
+        used = entry.location / "used"
+        os.utime(used, (used.stat().st_atime - age, used.stat().st_mtime - age))
+    size = written[0].file_bytes
+    removed = store.evict(max_bytes=2 * size + size // 2)
+    assert [e.meta["layer"] for e in removed] == ["conv5_3"]
+    assert store.total_bytes() <= 2 * size + size // 2
+    written[2].touch()  # fc7 read again: now fc6 is the least recently used
+    assert [e.meta["layer"] for e in store.evict(max_bytes=size)] == ["fc6"]
+    assert [e.meta["layer"] for e in store.entries()] == ["fc7"]
+    assert store.evict(max_bytes=0) and store.entries() == []
+
+
+def test_clear_removes_entries_and_leftovers(images: Path, tmp_path: Path) -> None:
+    store = FeatureStore(tmp_path / "cache")
+    write_entry(store, keys_of(images), "fc6")
+    store.begin()  # an interrupted write
+    assert store.clear() == 1
+    assert store.entries() == [] and list(store.tmp_dir.iterdir()) == []
+
+
+# --- settings and the command line --------------------------------------------------------------
+
+
+def test_settings_come_from_with_then_the_environment(
+    images: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("VISTA_SQL_CACHE_DIR", str(tmp_path / "env"))
+    monkeypatch.delenv("VISTA_SQL_CACHE_SIZE", raising=False)
+    monkeypatch.setenv("VISTA_SQL_CACHE", "1")
+    plain = store_settings(query(images).options)
+    assert plain.enabled and plain.directory == tmp_path / "env"
+    assert plain.max_bytes == DEFAULT_MAX_BYTES
+    given = store_settings(query(images, f"cache_dir = '{tmp_path / 'with'}'").options)
+    assert given.directory == tmp_path / "with"
+    assert not store_settings(query(images, "cache = false").options).enabled
+    monkeypatch.setenv("VISTA_SQL_CACHE", "0")
+    assert not store_settings(query(images).options).enabled
+    assert store_settings(query(images, "cache = true").options).enabled
+    monkeypatch.delenv("VISTA_SQL_CACHE_DIR")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert store_settings(query(images).options).directory == tmp_path / "xdg" / "vista_sql"
+    monkeypatch.setenv("VISTA_SQL_CACHE_SIZE", "2g")
+    assert store_settings(query(images).options).max_bytes == 2 * 2**30
+    monkeypatch.setenv("VISTA_SQL_CACHE_SIZE", "lots")
+    with pytest.raises(StoreError, match="VISTA_SQL_CACHE_SIZE"):
+        store_settings(query(images).options)
+
+
+def test_cache_list_and_clear_on_the_command_line(
+    images: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cache = tmp_path / "cache"
+    store = FeatureStore(cache)
+    keys = keys_of(images)
+    write_entry(store, keys, "fc6", rows=7)
+    write_entry(store, keys, "conv5_3", "resume", rows=7)
+    assert main(["cache", "list", "--dir", str(cache)]) == 0
+    listed = capsys.readouterr().out
+    assert "2 entries" in listed
+    assert "vgg16.fc6 (random seed 7)" in listed
+    assert "vgg16.conv5_3:resume (random seed 7)" in listed
+    assert str(images) in listed
+    assert main(["cache", "clear", "--dir", str(cache)]) == 0
+    assert "removed 2 entries" in capsys.readouterr().out
+    assert main(["cache", "list", "--dir", str(cache)]) == 0
+    assert "0 entries" in capsys.readouterr().out
+
+
+def test_weights_of_a_file_are_keyed_by_content(images: Path, tmp_path: Path) -> None:
+    import h5py
+
+    weights = tmp_path / "w.weights.h5"
+    with h5py.File(weights, "w") as file:
+        file.attrs["version"] = 1
+    first = statement_keys(query(images, weights=f"WEIGHTS '{weights}'"), roster(), None)
+    with h5py.File(weights, "w") as file:
+        file.attrs["version"] = 2
+    second = statement_keys(query(images, weights=f"WEIGHTS '{weights}'"), roster(), None)
+    assert first is not None and second is not None
+    assert first.weights_identity != second.weights_identity
+    assert first.weights == WeightsSpec("file", path=str(weights))
