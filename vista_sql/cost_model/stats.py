@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from vista_sql.cost_model.estimate import Estimate, Precision
+from vista_sql.errors import DataError, SemanticError
 from vista_sql.logical.plan import SourceRef
 from vista_sql.logical.query import TransferQuery
 
@@ -137,8 +138,30 @@ def gather_stats(query: TransferQuery, tables: Mapping[str, Any] | None = None) 
     A source named in ``tables`` that maps to a path is profiled like a path; one that maps to
     anything else (a DataFrame) is unknown here, as are Spark catalog tables.
     """
-    images = _list_images(_path_of(query.image_source, tables))
-    table = _profile_table(_path_of(query.table_source, tables), query)
+    image_path = _path_of(query.image_source, tables)
+    table_path = _path_of(query.table_source, tables)
+    for path, clause, missing in (
+        (image_path, "images", "the image source '{}' does not exist"),
+        (table_path, "table", "no such file or directory: '{}'"),
+    ):
+        if path is not None and not path.exists():
+            raise SemanticError.at(missing.format(path), query.sql, query.origins.get(clause))
+    try:
+        images = _list_images(image_path)
+    except OSError as error:
+        raise DataError.at(
+            f"cannot list the image source '{image_path}': {error.strerror or error}",
+            query.sql,
+            query.origins.get("images"),
+        ) from error
+    try:
+        table = _profile_table(table_path, query)
+    except (OSError, ValueError, csv.Error) as error:  # pyarrow's errors are OSError/ValueError
+        raise DataError.at(
+            f"cannot read '{table_path}' as a structured source: {error}",
+            query.sql,
+            query.origins.get("table"),
+        ) from error
     return DataStats(
         image_rows=images.rows,
         image_bytes=images.bytes,

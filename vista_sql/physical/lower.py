@@ -140,6 +140,9 @@ class Lowering:
         from vista_sql.udfs.columns import output_column
 
         cnn = F.col(output_column(LayerOut(layer, "features"))).cast("array<double>")
-        features = array_to_vector(F.concat(F.col(STRUCT), cnn)).alias(FEATURES)
+        # array_to_vector fails on null (a JVM NullPointerException), so a bad image's row keeps
+        # a null vector explicitly
+        vector = array_to_vector(F.concat(F.col(STRUCT), cnn))
+        features = F.when(cnn.isNotNull(), vector).alias(FEATURES)
         errors = [ERROR] if ERROR in frame.columns else []
         return frame.select(KEY, LABEL, features, *errors)

@@ -3,7 +3,15 @@
 Everything here reads keys, labels and structured columns only (never image pixels), so bad input
 is refused in seconds, before the expensive part: duplicate keys, null or non-numeric features, null
 labels, a label with one class, keys of incompatible types, empty inputs. Keys present on one side
-only are counted (the join drops them; the result reports how many).
+only are counted (the join drops them; the result reports how many); when no key matches at all
+the statement fails, since there would be nothing to train on.
+
+Join keys of different types are made one type when no id changes: the image side's key is cast
+to the structured side's type if every id survives the round trip (the string '7' to the integer
+7, an int to a bigint), else the structured key to the image side's type; if neither is lossless
+(the string 'abc' against a double 1.5, say) the statement fails naming the ids. Image files whose
+name is not an id of the structured key's type follow ``on_bad_image``: 'fail' names them,
+'skip' reports them in ``unnamed_files``.
 """
 
 from __future__ import annotations
@@ -13,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from vista_sql.errors import DataError, SemanticError, VistaError, did_you_mean
 from vista_sql.logical.query import TransferQuery
-from vista_sql.physical.sources import KEY
+from vista_sql.physical.sources import KEY, ImageSource
 from vista_sql.physical.train import LABEL
 
 if TYPE_CHECKING:
@@ -36,6 +44,22 @@ class PreparedTable:
     @property
     def n_classes(self) -> int:
         return len(self.labels)
+
+
+def check_weights(query: TransferQuery) -> None:
+    """A WEIGHTS '<file>' that is missing or not a weights file fails before any data is read.
+
+    Whether the file's variables fit the CNN is checked where they load (the Python workers);
+    ``physical.worker_errors`` brings that error back as a WeightsError too.
+    """
+    if query.weights.kind != "file":
+        return
+    from vista_sql.udfs.weights import WeightsError, weights_file
+
+    try:
+        weights_file(query.cnn, query.weights)
+    except WeightsError as error:
+        raise WeightsError.at(str(error), query.sql, query.origins.get("weights")) from error
 
 
 def _error(query: TransferQuery, clause: str, message: str, cls: type[VistaError]) -> VistaError:
@@ -94,28 +118,42 @@ def prepare_table(table: DataFrame, query: TransferQuery) -> PreparedTable:
         raise _error(query, "table", "the structured source is empty", DataError)
     _check_duplicates(table.select(KEY), "structured source", query, "table")
 
-    null_labels = table.filter(F.col(label).isNull()).select(KEY).limit(SHOWN_IDS).collect()
+    no_label = F.col(label).isNull()
+    if dict(table.dtypes)[label] in ("float", "double"):
+        no_label = no_label | F.isnan(F.col(label))
+    null_labels = table.filter(no_label).select(KEY).orderBy(KEY).limit(SHOWN_IDS).collect()
     if null_labels:
-        count = table.filter(F.col(label).isNull()).count()
-        raise DataError(
-            f"{count} rows have no label {label}: ids {_ids(null_labels)}; give every row a "
-            "label or filter them out",
-            ids=tuple(r[0] for r in null_labels),
-            count=count,
+        count = table.filter(no_label).count()
+        raise _data_error(
+            query,
+            "label",
+            f"{count} rows have no label {label} (null or NaN): ids {_ids(null_labels)}; give "
+            "every row a label or filter them out",
+            null_labels,
+            count,
         )
     if features:
         bad = F.lit(False)
         for column in features:
             bad = bad | F.col(column).isNull() | F.isnan(F.col(column).cast("double"))
-        bad_rows = table.filter(bad).select(KEY).limit(SHOWN_IDS).collect()
+        bad_rows = table.filter(bad).select(KEY).orderBy(KEY).limit(SHOWN_IDS).collect()
         if bad_rows:
             count = table.filter(bad).count()
-            raise DataError(
-                f"{count} rows have null or NaN structured features: ids {_ids(bad_rows)}; "
-                "vista_sql does not impute: fill or drop them, or leave those columns out of "
-                "FEATURES",
-                ids=tuple(r[0] for r in bad_rows),
-                count=count,
+            gaps = table.select(
+                *[
+                    F.max((F.col(c).isNull() | F.isnan(F.col(c).cast("double"))).cast("int"))
+                    for c in features
+                ]
+            ).first()
+            columns_with_gaps = [c for c, gap in zip(features, gaps or (), strict=False) if gap]
+            raise _data_error(
+                query,
+                "features" if query.features is not None else "table",
+                f"{count} rows have null or NaN structured features (in "
+                f"{', '.join(columns_with_gaps[:SHOWN_IDS])}): ids {_ids(bad_rows)}; vista_sql "
+                "does not impute: fill or drop them, or leave those columns out of FEATURES",
+                bad_rows,
+                count,
             )
 
     values = sorted(
@@ -139,36 +177,134 @@ def prepare_table(table: DataFrame, query: TransferQuery) -> PreparedTable:
     )
 
 
+def _data_error(
+    query: TransferQuery, clause: str, message: str, rows: list[Any], count: int
+) -> DataError:
+    """A DataError pointing at ``clause`` that names the first offending ids."""
+    base = DataError.at(message, query.sql, query.origins.get(clause))
+    return DataError(str(base), base.errors, ids=tuple(r[0] for r in rows), count=count)
+
+
 def _check_duplicates(keys: DataFrame, side: str, query: TransferQuery, clause: str) -> None:
+    """Null and duplicated keys fail: the join would drop the one and multiply the other."""
     from pyspark.sql import functions as F
 
+    nulls = keys.filter(F.col(KEY).isNull()).count()
+    if nulls:
+        raise _data_error(
+            query,
+            clause,
+            f"the {side} has {nulls} rows with a null id; give every row an id",
+            [],
+            nulls,
+        )
     duplicated = keys.groupBy(KEY).count().filter(F.col("count") > 1)
     rows = duplicated.orderBy(KEY).limit(SHOWN_IDS).collect()
     if rows:
         count = duplicated.count()
-        raise DataError(
+        raise _data_error(
+            query,
+            clause,
             f"the {side} has {count} duplicated ids (first: {_ids(rows)}); the join would "
             "multiply rows: make the key unique",
-            ids=tuple(r[0] for r in rows),
-            count=count,
+            rows,
+            count,
         )
 
 
-def check_images(images: DataFrame, query: TransferQuery) -> None:
-    """The image side's keys: not empty, unique."""
-    if images.limit(1).count() == 0:
+def check_images(source: ImageSource, query: TransferQuery) -> None:
+    """The image side: not empty, every file named by an id (or skipped), keys unique."""
+    if source.unnamed_files and query.options.on_bad_image == "fail":
+        shown = ", ".join(repr(p) for p in source.unnamed_files[:SHOWN_IDS])
+        count = len(source.unnamed_files)
+        base = DataError.at(
+            f"{count} image files are not named by an id of the structured key's type: "
+            f"{shown}; rename or remove them, or add WITH (on_bad_image = 'skip') to skip and "
+            "count them",
+            query.sql,
+            query.origins.get("images"),
+        )
+        raise DataError(str(base), base.errors, ids=source.unnamed_files[:SHOWN_IDS], count=count)
+    if source.frame.limit(1).count() == 0:
         raise _error(query, "images", "the image source has no images", DataError)
-    _check_duplicates(images.select(KEY), "image source", query, "images")
+    _check_duplicates(source.frame.select(KEY), "image source", query, "images")
 
 
-def unmatched(images: DataFrame, table: DataFrame) -> dict[str, int]:
-    """Keys on one side only: {"images": images without a row, "table": rows without an image}."""
+def align_keys(
+    images: DataFrame, table: DataFrame, query: TransferQuery
+) -> tuple[DataFrame, DataFrame]:
+    """Both sides with keys of one type, cast only where no id changes (see the module doc)."""
+    image_type, table_type = _key_type(images), _key_type(table)
+    if image_type == table_type:
+        return images, table
+    if _lossless(images, table_type):
+        return _cast_key(images, table_type), table
+    if _lossless(table, image_type):
+        return images, _cast_key(table, image_type)
+    shown = _ids(_changed(images, table_type))
+    base = DataError.at(
+        f"the join keys have different types, {image_type} (images) and {table_type} (table), "
+        f"and neither side's ids can be cast without changing them: image ids {shown} are not "
+        f"{table_type} values; make both keys one type",
+        query.sql,
+        query.origins.get("on"),
+    )
+    raise DataError(str(base), base.errors)
+
+
+def _key_type(frame: DataFrame) -> str:
+    return next(f.dataType.simpleString() for f in frame.schema.fields if f.name == KEY)
+
+
+def _round_trip(frame: DataFrame, target: str) -> Any:
+    """Whether a row's key survives a cast to ``target`` and back (nulls count as surviving)."""
+    from pyspark.sql import functions as F
+
+    key = F.col(KEY)
+    back = key.try_cast(target).try_cast(_key_type(frame))
+    return key.isNull() | (back.isNotNull() & (back == key))
+
+
+def _changed(frame: DataFrame, target: str) -> list[Any]:
+    return (
+        frame.filter(~_round_trip(frame, target)).select(KEY).orderBy(KEY).limit(SHOWN_IDS)
+    ).collect()
+
+
+def _lossless(frame: DataFrame, target: str) -> bool:
+    return frame.filter(~_round_trip(frame, target)).limit(1).count() == 0
+
+
+def _cast_key(frame: DataFrame, target: str) -> DataFrame:
+    from pyspark.sql import functions as F
+
+    return frame.withColumn(KEY, F.col(KEY).cast(target))
+
+
+def unmatched(
+    images: DataFrame, table: DataFrame, query: TransferQuery | None = None
+) -> dict[str, int]:
+    """Keys on one side only: {"images": images without a row, "table": rows without an image}.
+
+    With ``query``, no key in common at all is a DataError (pointing at the ON clause).
+    """
     image_keys = images.select(KEY)
     table_keys = table.select(KEY)
-    return {
+    counts = {
         "images": image_keys.join(table_keys, KEY, "left_anti").count(),
         "table": table_keys.join(image_keys, KEY, "left_anti").count(),
     }
+    if query is not None and counts["images"] == image_keys.count():
+        image_ids = image_keys.orderBy(KEY).limit(3).collect()
+        table_ids = table_keys.orderBy(KEY).limit(3).collect()
+        raise _error(
+            query,
+            "on",
+            f"no image id matches a row of the structured source: image ids {_ids(image_ids)} "
+            f"..., table ids {_ids(table_ids)} ...",
+            DataError,
+        )
+    return counts
 
 
 def key_type(table: DataFrame) -> str:

@@ -36,6 +36,9 @@ class TransferResult:
     skipped_images: list[Any] = field(default_factory=list)
     unmatched: dict[str, int] = field(default_factory=lambda: {"images": 0, "table": 0})
     unnamed_files: tuple[str, ...] = ()
+    """Image files not named by an id, skipped under on_bad_image = 'skip'."""
+    other_files: tuple[str, ...] = ()
+    """Files of the image directory that are not images (another extension, or hidden)."""
     seconds: float = 0.0
     peak_memory: MemorySample | None = None
     advice: list[str] = field(default_factory=list)
@@ -118,6 +121,7 @@ class TransferResult:
             "skipped_images": [str(k) for k in self.skipped_images],
             "unmatched": self.unmatched,
             "unnamed_files": list(self.unnamed_files),
+            "other_files": list(self.other_files),
             "seconds": round(self.seconds, 3),
             "peak_memory_bytes": None if self.peak_memory is None else self.peak_memory.total,
             "spark_advice": self.advice,

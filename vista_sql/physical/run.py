@@ -25,7 +25,14 @@ from vista_sql.physical.executor import (
 )
 from vista_sql.physical.lower import Lowering, LoweringSettings
 from vista_sql.physical.monitor import PeakMemory
-from vista_sql.physical.prepare import check_images, key_type, prepare_table, unmatched
+from vista_sql.physical.prepare import (
+    align_keys,
+    check_images,
+    check_weights,
+    key_type,
+    prepare_table,
+    unmatched,
+)
 from vista_sql.physical.progress import Progress
 from vista_sql.physical.result import (
     TransferResult,
@@ -35,6 +42,7 @@ from vista_sql.physical.result import (
     write_report,
 )
 from vista_sql.physical.sources import KEY, read_images, read_table
+from vista_sql.physical.worker_errors import raise_worker_error
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -50,23 +58,28 @@ class Prepared:
     features: tuple[str, ...]
     unmatched: dict[str, int]
     unnamed_files: tuple[str, ...]
+    other_files: tuple[str, ...] = ()
+    """Files of an image directory that are not images (reported, never read)."""
 
 
 def prepare(
     spark: SparkSession, query: TransferQuery, tables: Mapping[str, Any] | None
 ) -> Prepared:
     """Read and check the two sources (keys, labels, features; never image pixels)."""
+    check_weights(query)
     raw_table = read_table(spark, query, tables)
     prepared = prepare_table(raw_table, query)
     image_source = read_images(spark, query, tables, key_type(raw_table))
-    check_images(image_source.frame, query)
+    check_images(image_source, query)
+    images, table = align_keys(image_source.frame, prepared.frame, query)
     return Prepared(
-        images=image_source.frame,
-        table=prepared.frame,
+        images=images,
+        table=table,
         labels=prepared.labels,
         features=prepared.features,
-        unmatched=unmatched(image_source.frame, prepared.frame),
+        unmatched=unmatched(images, table, query),
         unnamed_files=image_source.unnamed_files,
+        other_files=image_source.other_files,
     )
 
 
@@ -127,6 +140,7 @@ def run_plan(
             skipped_images=outcome.skipped_images,
             unmatched=prepared.unmatched,
             unnamed_files=prepared.unnamed_files,
+            other_files=prepared.other_files,
             seconds=time.perf_counter() - started,
             peak_memory=memory.peak,
             into=into,
@@ -134,9 +148,10 @@ def run_plan(
         if staging is not None and into is not None:
             write_report(staging, result)
             publish(staging, into)
-    except BaseException:
+    except BaseException as error:
         if staging is not None:
             shutil.rmtree(staging, ignore_errors=True)
+        raise_worker_error(error, query)
         raise
     return result, outcome
 
@@ -160,8 +175,8 @@ def _spark_stats(
 
     if stats.image_rows.known and stats.table_rows.known:
         return stats
-    images = resolve(spark, query.image_source, tables)
-    table = resolve(spark, query.table_source, tables)
+    images = resolve(spark, query.image_source, tables, query, "images")
+    table = resolve(spark, query.table_source, tables, query, "table")
     image_rows = None if isinstance(images, str) else images.count()
     table_rows = None if isinstance(table, str) else table.count()
     features = (

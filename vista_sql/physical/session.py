@@ -4,12 +4,19 @@ vista_sql owns at most one session per process. Settings that only take effect w
 (heap size, task slots) cannot be changed on a running session: when a statement's chosen
 configuration differs in those, the owned session is stopped and a new one started. A session the
 user passes in is never reconfigured; the chosen settings are reported as advice instead.
+
+Faults: Spark's local mode runs each task once unless the master says otherwise, so the owned
+session's master is ``local[N,TASK_ATTEMPTS]``: a Python worker that dies in the middle of
+inference (killed, out of memory) costs a retry of its task, not the statement. The owned session
+is stopped when the interpreter exits, also after Ctrl-C, so no JVM or Python worker outlives it.
 """
 
 from __future__ import annotations
 
+import atexit
 import logging
 import os
+import re
 import sys
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
@@ -54,6 +61,10 @@ BASE_CONF: dict[str, str] = {
 }
 """What every session vista_sql starts has, whatever the optimizer chose."""
 
+TASK_ATTEMPTS = 2
+"""Attempts per task in the owned local session (Spark's spark.task.maxFailures; local mode
+ignores that setting and reads ``local[N,F]`` instead): one retry after a lost Python worker."""
+
 _owned: SparkSession | None = None
 _owned_conf: dict[str, str] = {}
 
@@ -76,6 +87,7 @@ def owned_session(conf: Mapping[str, str], master: str | None = None) -> SparkSe
     if master is not None:
         wanted["spark.master"] = master
     wanted.setdefault("spark.master", "local[*]")
+    wanted["spark.master"] = with_task_retries(wanted["spark.master"])
     wanted["spark.pyspark.python"] = sys.executable
     static = {k: v for k, v in wanted.items() if k in STATIC_KEYS}
     if _owned is not None and _alive(_owned):
@@ -96,6 +108,14 @@ def owned_session(conf: Mapping[str, str], master: str | None = None) -> SparkSe
     session.sparkContext.setLogLevel("ERROR")
     _owned, _owned_conf = session, wanted
     return session
+
+
+def with_task_retries(master: str) -> str:
+    """``local`` / ``local[N]`` / ``local[*]`` as ``local[N,TASK_ATTEMPTS]``; others unchanged."""
+    if master == "local":
+        return f"local[1,{TASK_ATTEMPTS}]"
+    match = re.fullmatch(r"local\[(\d+|\*)\]", master)
+    return f"local[{match.group(1)},{TASK_ATTEMPTS}]" if match else master
 
 
 def _set_runtime(session: SparkSession, key: str, value: str) -> None:
@@ -139,6 +159,9 @@ def stop_owned_session() -> None:
     if _owned is not None:
         _owned.stop()
     _owned, _owned_conf = None, {}
+
+
+atexit.register(stop_owned_session)
 
 
 def advice(session: SparkSession, conf: Mapping[str, str]) -> list[str]:

@@ -4,6 +4,14 @@ Image side: (KEY, IMAGE) where IMAGE holds the encoded image bytes. Structured s
 user's columns. SPEC.md's rules: an identifier is looked up in ``tables=`` first, then the Spark
 catalog; a string is a path: a directory of ``<id>.<ext>`` images, or a .csv/.parquet/.json file
 or a Parquet directory.
+
+An image directory is read recursively, as Spark's ``binaryFile`` source lists it: files and folders
+whose names start with ``.`` or ``_`` are hidden, and only ``<id>.jpg|jpeg|png`` files (extension
+all lower or all upper case) are images. Nothing in the directory is dropped silently: zero-byte
+image files (which Spark's file scan skips) are read as empty images, so they are reported as
+undecodable; image files whose name is not an id of the structured key's type are
+``unnamed_files``; everything else is ``other_files``. Errors about a source point at it in the
+statement.
 """
 
 from __future__ import annotations
@@ -13,7 +21,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from vista_sql.errors import SemanticError, VistaError, did_you_mean
+from vista_sql.errors import DataError, SemanticError, VistaError, did_you_mean
 from vista_sql.logical.plan import SourceRef
 from vista_sql.logical.query import TransferQuery
 
@@ -33,12 +41,30 @@ class ImageSource:
     frame: DataFrame
     unnamed_files: tuple[str, ...] = ()
     """Image files whose name is not an id of the structured side's key type."""
-    other_files: int = 0
-    """Files in the directory that are not images by extension (jpg, jpeg, png)."""
+    other_files: tuple[str, ...] = ()
+    """Files in the directory that are not images: another extension, or hidden."""
 
 
-def resolve(spark: SparkSession, ref: SourceRef, tables: Mapping[str, Any] | None) -> Any:
-    """A DataFrame for a name (tables=, then the Spark catalog), or the path string for a path."""
+def source_error(
+    query: TransferQuery | None, clause: str, message: str, cls: type[VistaError] = SemanticError
+) -> VistaError:
+    """An error about the source of ``clause`` ('images', 'table', 'on', ...), pointing at it."""
+    if query is None:
+        return cls(message)
+    return cls.at(message, query.sql, query.origins.get(clause))
+
+
+def resolve(
+    spark: SparkSession,
+    ref: SourceRef,
+    tables: Mapping[str, Any] | None,
+    query: TransferQuery | None = None,
+    clause: str = "",
+) -> Any:
+    """A DataFrame for a name (tables=, then the Spark catalog), or the path string for a path.
+
+    ``query`` and ``clause`` ('images' or 'table') let an unknown name point at the text.
+    """
     if ref.kind == "path":
         return ref.name
     tables = tables or {}
@@ -48,41 +74,55 @@ def resolve(spark: SparkSession, ref: SourceRef, tables: Mapping[str, Any] | Non
     if spark.catalog.tableExists(ref.name):
         return spark.table(ref.name)
     known = sorted({*tables, *(t.name for t in spark.catalog.listTables())})
-    raise SemanticError(f"unknown table {ref.name}; {did_you_mean(ref.name, known or ['(none)'])}")
+    raise source_error(
+        query, clause, f"unknown table {ref.name}; {did_you_mean(ref.name, known or ['(none)'])}"
+    )
 
 
 def read_table(
     spark: SparkSession, query: TransferQuery, tables: Mapping[str, Any] | None
 ) -> DataFrame:
     """The structured source with its key column renamed to KEY."""
-    source = resolve(spark, query.table_source, tables)
-    frame = source if not isinstance(source, str) else _read_structured_path(spark, source)
+    source = resolve(spark, query.table_source, tables, query, "table")
+    frame = source if not isinstance(source, str) else _read_structured_path(spark, source, query)
     columns = {c.lower(): c for c in frame.columns}
     key = columns.get(query.table_key.lower())
     if key is None:
-        raise SemanticError(
+        raise source_error(
+            query,
+            "on",
             f"the structured source has no column {query.table_key}; "
-            f"{did_you_mean(query.table_key, frame.columns)}"
+            f"{did_you_mean(query.table_key, frame.columns)}",
         )
     return frame.withColumnRenamed(key, KEY)
 
 
-def _read_structured_path(spark: SparkSession, path: str) -> DataFrame:
+def _read_structured_path(spark: SparkSession, path: str, query: TransferQuery) -> DataFrame:
+    from pyspark.errors import PySparkException
+
     if not os.path.exists(path):
-        raise SemanticError(f"no such file or directory: '{path}'")
+        raise source_error(query, "table", f"no such file or directory: '{path}'")
     lowered = path.lower().rstrip("/")
-    if lowered.endswith(".csv"):
-        return spark.read.csv(path, header=True, inferSchema=True)
-    if lowered.endswith(".json"):
-        frame = spark.read.json(path)
-        if "_corrupt_record" in frame.columns:  # one JSON document (an array), not JSON Lines
-            frame = spark.read.option("multiLine", "true").json(path)
-        return frame
-    if lowered.endswith(".parquet") or os.path.isdir(path):
-        return spark.read.parquet(path)
-    raise SemanticError(
+    try:
+        if lowered.endswith(".csv"):
+            return spark.read.csv(path, header=True, inferSchema=True)
+        if lowered.endswith(".json"):
+            frame = spark.read.json(path)
+            if "_corrupt_record" in frame.columns:  # one JSON document (an array), not JSON Lines
+                frame = spark.read.option("multiLine", "true").json(path)
+            return frame
+        if lowered.endswith(".parquet") or os.path.isdir(path):
+            return spark.read.parquet(path)
+    except PySparkException as error:  # unreadable: not Parquet, no files, a broken footer ...
+        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise source_error(
+            query, "table", f"cannot read '{path}' as a structured source: {reason}", DataError
+        ) from error
+    raise source_error(
+        query,
+        "table",
         f"cannot read '{path}' as a structured source: expected a "
-        f"{', '.join(STRUCTURED_EXTENSIONS)} file or a Parquet directory"
+        f"{', '.join(STRUCTURED_EXTENSIONS)} file or a Parquet directory",
     )
 
 
@@ -93,47 +133,100 @@ def read_images(
     key_type: str,
 ) -> ImageSource:
     """The image side as (KEY, IMAGE); file-name ids are cast to the structured key's type."""
-    source = resolve(spark, query.image_source, tables)
+    source = resolve(spark, query.image_source, tables, query, "images")
     if isinstance(source, str):
-        return _read_image_directory(spark, source, key_type)
+        return _read_image_directory(spark, source, key_type, query)
     return ImageSource(frame=_image_table(source, query))
 
 
-def _read_image_directory(spark: SparkSession, path: str, key_type: str) -> ImageSource:
+@dataclass(frozen=True)
+class DirectoryListing:
+    """An image directory as vista_sql sees it (paths relative to the directory, sorted)."""
+
+    images: tuple[str, ...]
+    """Image files Spark's binaryFile source reads (not empty)."""
+    empty_images: tuple[str, ...]
+    """Zero-byte image files: Spark's file scan skips them, vista_sql reports them."""
+    other_files: tuple[str, ...]
+
+
+def list_image_directory(path: str) -> DirectoryListing:
+    """Every file under ``path``, sorted into images, empty images and other files."""
+    extensions = {e for x in IMAGE_EXTENSIONS for e in (x, x.upper())}
+    images: list[str] = []
+    empty: list[str] = []
+    other: list[str] = []
+    for root, dirs, files in os.walk(path):
+        hidden_dirs = [d for d in dirs if d.startswith((".", "_"))]
+        dirs[:] = sorted(d for d in dirs if d not in hidden_dirs)
+        for directory in hidden_dirs:
+            for inner_root, _inner_dirs, inner_files in os.walk(os.path.join(root, directory)):
+                other.extend(
+                    os.path.relpath(os.path.join(inner_root, f), path) for f in inner_files
+                )
+        for name in files:
+            relative = os.path.relpath(os.path.join(root, name), path)
+            if name.startswith((".", "_")) or name.rsplit(".", 1)[-1] not in extensions:
+                other.append(relative)
+            elif os.path.getsize(os.path.join(root, name)) == 0:
+                empty.append(relative)
+            else:
+                images.append(relative)
+    return DirectoryListing(tuple(sorted(images)), tuple(sorted(empty)), tuple(sorted(other)))
+
+
+def _read_image_directory(
+    spark: SparkSession, path: str, key_type: str, query: TransferQuery
+) -> ImageSource:
     from pyspark.sql import functions as F
 
     if not os.path.isdir(path):
-        raise SemanticError(f"the image source '{path}' is not a directory")
-    names = _list_files(path)
-    images = [n for n in names if n.rsplit(".", 1)[-1].lower() in IMAGE_EXTENSIONS]
-    if not images:
-        raise SemanticError(
-            f"the image directory '{path}' holds no {'/'.join(IMAGE_EXTENSIONS)} files"
+        problem = "is not a directory" if os.path.exists(path) else "does not exist"
+        raise source_error(query, "images", f"the image source '{path}' {problem}")
+    listing = list_image_directory(path)
+    if not listing.images and not listing.empty_images:
+        raise source_error(
+            query,
+            "images",
+            f"the image directory '{path}' holds no images (<id>.{'|'.join(IMAGE_EXTENSIONS)}"
+            f" files); {len(listing.other_files)} other files",
+            DataError,
         )
-    pattern = "*.{" + ",".join(e for x in IMAGE_EXTENSIONS for e in (x, x.upper())) + "}"
-    raw = (
-        spark.read.format("binaryFile")
-        .option("pathGlobFilter", pattern)
-        .option("recursiveFileLookup", "true")
-        .load(path)
-    )
+    raw = spark.createDataFrame([], "path string, content binary")
+    if listing.images:
+        pattern = "*.{" + ",".join(e for x in IMAGE_EXTENSIONS for e in (x, x.upper())) + "}"
+        raw = (
+            spark.read.format("binaryFile")
+            .option("pathGlobFilter", pattern)
+            .option("recursiveFileLookup", "true")
+            .load(path)
+            .select("path", "content")
+        )
+    if listing.empty_images:
+        empty = [
+            (f"file:{os.path.abspath(os.path.join(path, name))}", b"")
+            for name in listing.empty_images
+        ]
+        raw = raw.unionByName(spark.createDataFrame(empty, "path string, content binary"))
     stem = F.regexp_extract(F.col("path"), r"([^/]+)\.[A-Za-z]+$", 1)
-    frame = raw.select(stem.cast(key_type).alias(KEY), F.col("content").alias(IMAGE), "path")
-    unnamed = tuple(
-        sorted(row["path"] for row in frame.filter(F.col(KEY).isNull()).select("path").collect())
+    frame = raw.select(stem.try_cast(key_type).alias(KEY), F.col("content").alias(IMAGE), "path")
+    unnamed = sorted(
+        _local_path(row["path"], path)
+        for row in frame.filter(F.col(KEY).isNull()).select("path").collect()
     )
     return ImageSource(
         frame=frame.filter(F.col(KEY).isNotNull()).drop("path"),
-        unnamed_files=unnamed,
-        other_files=len(names) - len(images),
+        unnamed_files=tuple(unnamed),
+        other_files=listing.other_files,
     )
 
 
-def _list_files(path: str) -> list[str]:
-    found: list[str] = []
-    for root, _dirs, files in os.walk(path):
-        found.extend(os.path.join(root, f) for f in files if not f.startswith("."))
-    return found
+def _local_path(uri: str, directory: str) -> str:
+    """A binaryFile ``path`` (a file: URI) as a path relative to the image directory."""
+    from urllib.parse import unquote, urlparse
+
+    local = unquote(urlparse(uri).path) if uri.startswith("file:") else uri
+    return os.path.relpath(local, os.path.abspath(directory))
 
 
 def _image_table(frame: DataFrame, query: TransferQuery) -> DataFrame:
@@ -144,17 +237,21 @@ def _image_table(frame: DataFrame, query: TransferQuery) -> DataFrame:
     columns = {c.lower(): c for c in frame.columns}
     key = columns.get(query.image_key.lower())
     if key is None:
-        raise SemanticError(
+        raise source_error(
+            query,
+            "on",
             f"the image source has no column {query.image_key}; "
-            f"{did_you_mean(query.image_key, frame.columns)}"
+            f"{did_you_mean(query.image_key, frame.columns)}",
         )
     types = {f.name: f.dataType for f in frame.schema.fields}
     if query.image_column is not None:
         column = columns.get(query.image_column.lower())
         if column is None:
-            raise SemanticError(
+            raise source_error(
+                query,
+                "image_column",
                 f"the image source has no column {query.image_column}; "
-                f"{did_you_mean(query.image_column, frame.columns)}"
+                f"{did_you_mean(query.image_column, frame.columns)}",
             )
     else:
         binary = [name for name, t in types.items() if isinstance(t, BinaryType)]
@@ -164,9 +261,11 @@ def _image_table(frame: DataFrame, query: TransferQuery) -> DataFrame:
         elif not binary and paths and isinstance(types[paths[0]], StringType):
             column = paths[0]
         else:
-            raise SemanticError(
+            raise source_error(
+                query,
+                "images",
                 "cannot tell which column holds the images: name it in parentheses after the "
-                f"source, e.g. OF images (picture); columns: {', '.join(frame.columns)}"
+                f"source, e.g. OF images (picture); columns: {', '.join(frame.columns)}",
             )
     kind = types[column]
     if isinstance(kind, BinaryType):
@@ -174,9 +273,11 @@ def _image_table(frame: DataFrame, query: TransferQuery) -> DataFrame:
     elif isinstance(kind, StringType):
         image = _read_bytes(F.col(column))
     else:
-        raise SemanticError(
+        raise source_error(
+            query,
+            "image_column" if query.image_column is not None else "images",
             f"the image column {column} is {kind.simpleString()}: expected binary image bytes or "
-            "a string path"
+            "a string path",
         )
     return frame.select(F.col(key).alias(KEY), image.alias(IMAGE))
 

@@ -103,6 +103,7 @@ def weights_file(cnn: str, weights: WeightsSpec, *, download: bool = True) -> st
                 f" (looked for {path.resolve()}); give the path of a Keras weights file"
                 " (.weights.h5, .h5 or .keras)"
             )
+        check_container(path, weights.path)
         return str(path.resolve())
     from vista_sql.udfs.registry import registered
 
@@ -110,6 +111,31 @@ def weights_file(cnn: str, weights: WeightsSpec, *, download: bool = True) -> st
     if found is not None:  # a registered model's "ImageNet" weights are its own
         return found.model_file
     return str(imagenet_file(cnn, download=download))
+
+
+def check_container(path: Path, shown: str) -> None:
+    """Refuse, on the driver and in milliseconds, a file that is no Keras weights file at all.
+
+    Only the container is checked (an HDF5 superblock, or a ``.keras`` zip archive): whether its
+    variables fit the CNN is known only when a worker loads them (``models.WeightedModel``), and
+    that error reaches the user as a WeightsError too.
+    """
+    import zipfile
+
+    if path.suffix.lower() == ".keras":
+        if not zipfile.is_zipfile(path):
+            raise WeightsError(f"weights file '{shown}' is not a .keras archive (not a zip file)")
+        return
+    import h5py
+
+    try:
+        with h5py.File(path, "r"):
+            pass
+    except OSError as error:
+        raise WeightsError(
+            f"weights file '{shown}' is not a Keras weights file (HDF5 could not open it:"
+            f" {error}); give a file saved with model.save_weights()"
+        ) from error
 
 
 def imagenet_file(cnn: str, *, download: bool = True) -> Path:
