@@ -1,0 +1,1123 @@
+"""The VISTA paper's headline, here: Naive feature transfer vs vista_sql, runtime and crashes.
+
+    python benchmarks/bench_headline.py [--cnn alexnet,vgg16,resnet50] [--rows CNN=N,... | N]
+        [--repeat 1] [--budgets 3,4,6,8,12] [--budget-cnn vgg16] [--budget-rows N] [--no-budgets]
+
+The workload (the paper's, section 4): a Foods-like table (``vista_sql.datasets.make_foods``: 129
+numeric features, a ``healthy`` label, one 227x227 JPEG per row), features from AlexNet conv5..fc8,
+VGG16 fc6..fc8 or ResNet50's top 5 transfer layers (seeded random weights: ``WEIGHTS RANDOM SEED
+7``), each joined with the structured features, MLlib logistic regression (10 iterations) per
+layer, validated on a 20 % hash split. Four ways to run it, each in its own subprocess (so that
+its JVM, Python workers and memory are measured and limited apart from the others'), in
+alternating order (ABCD, then DCBA for the next CNN or repetition):
+
+``naive_spark``, Naive inside Spark
+    vista_sql's *lazy* plan (every layer inferred from the image, from scratch: ``WITH (inference
+    = lazy, placement = before_join)``) run on a session built as standard guides say (the paper's
+    references: Cloudera's "How-to: Tune Your Apache Spark Jobs, part 2" and the "distribution of
+    executors, cores and memory" notes): ``local[*]``; the JVM given the machine's memory less 1
+    GiB for the operating system and less the 7 % memory overhead, ``spark.driver.memory =
+    (M - 1 GiB) / 1.07`` with M the memory the run may use (the budget, else the machine);
+    everything else at Spark's defaults (``spark.sql.shuffle.partitions`` 200, Arrow batches of
+    10,000 rows); the UI off and the driver bound to 127.0.0.1 (shared machine). ``--naive-memory
+    default`` uses Spark's default 1 GiB heap instead. The session is passed to
+    ``vista_sql.execute(sql, spark=session)``, so vista_sql's configuration is *not* applied.
+    Three more options pin what vista_sql would otherwise tune even on a user's session:
+    ``executor_cores = 1`` makes vista_sql give each Python worker's TensorFlow all the node's
+    cores, which is TensorFlow's default threading (the ``local[*]`` session still runs one task
+    per core, so each of those TensorFlows runs one thread per core: the oversubscription a
+    default setup has); ``batch_size = 32`` is Keras's ``predict`` default; ``partitions = 2 x
+    cores`` is the guides' two tasks per core; ``memory = <machine>`` because a naive user does
+    not tell the system the budget (vista_sql would otherwise read the cgroup limit and shrink its
+    batches); ``cache = false`` because vista_sql's feature store is not part of the Naive
+    practice.
+``naive_keras``, Naive outside Spark
+    The dominant practice the paper describes: a plain Keras script (its own process) that, for
+    each layer separately, builds the model up to that layer (``udfs.inference.InferenceSpec``
+    with one output; the model cache is cleared between layers, as separate scripts would), runs
+    every image through it in batches of 32 (TensorFlow's default threads) and writes the layer's
+    features to a Parquet file with pyarrow; then a Spark program (the same guide session) reads
+    each file, joins it with the table, and trains with ``vista_sql.physical.train.train``.
+``vista``
+    ``vista_sql.execute(sql)``: the optimizer's plan and its own Spark session and settings, told
+    the budget by the cgroup (``cost_model.resources``). Its feature store starts empty in every
+    run (``VISTA_SQL_CACHE_DIR`` is a fresh directory), so nothing is reused across runs.
+``ideal``, the floor
+    One multi-output TensorFlow pass in one process (``udfs.inference.infer_local`` with every
+    layer as an output, batches of 32, TensorFlow's default threads), the features handed to
+    Spark from memory (a pyarrow table) and the same MLlib training, on a session with shuffle
+    partitions at 2 x cores. No optimizer can do less work than this.
+
+All four read the same files, use the same seeded weights, train on the same rows (the split is
+a hash of the key: ``physical.train``) and must report the same accuracy per layer; a difference
+is printed and makes the command exit with status 1 (after writing the results).
+
+Measured per run: wall time of the subprocess (process start to exit: imports, JVM start and the
+checks of the sources included, as a user waits for them), split into inference (everything that
+produces the features: model builds and passes, joins, materialising), training (MLlib fit and
+evaluation) and the rest; peak resident memory of the subprocess and all its descendants (the
+Spark JVM, the Python workers), sampled every 0.25 s from ``/proc`` with
+``vista_sql.physical.monitor.sample``; and the memory cgroup's own peak (which also counts page
+cache). For vista_sql, its predicted runtime and peak (the decision's) as well.
+
+Memory budgets: the same workloads (by default VGG16's, on ``--budget-rows`` rows) under an
+operating-system limit, for each budget of the ladder, recording for each method whether it
+finished, was OOM-killed, failed inside Spark, or (vista_sql) refused with a ``ResourceError``
+because no plan fits. The limit is a cgroup memory controller child of this process's own cgroup
+(``benchmarks/cgroup.py``), not an rlimit: ``RLIMIT_AS`` caps each process's virtual memory, which
+TensorFlow and the JVM reserve by gigabytes without using, and it does not add up the processes
+of a Spark application; a cgroup limits the resident memory of the whole process tree, as a
+container does, and the kernel OOM-kills inside it. The ladder runs upwards and, unless
+``--budget-all``, a method that finished at a budget is not run again at larger ones (shown as
+finished, marked inferred). Without permission to make cgroups the budgets are skipped and said.
+
+Writes ``benchmarks/results/headline.json`` and ``headline.png`` (``--results`` to change) and
+prints the tables. Run it alone on an idle machine: two cores shared with anything else make the
+timings meaningless. The datasets are made once under ``--data`` and reused.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterable
+from contextlib import nullcontext
+from dataclasses import asdict, dataclass, field, replace
+from importlib.metadata import version
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "benchmarks"))
+
+from cgroup import MemoryLimit, unavailable_reason  # noqa: E402
+
+from vista_sql.catalog import current  # noqa: E402
+from vista_sql.logical.query import TransferQuery  # noqa: E402
+from vista_sql.physical.monitor import MemorySample, sample  # noqa: E402
+from vista_sql.udfs.layer_stats import machine  # noqa: E402
+
+if TYPE_CHECKING:
+    from pyspark.sql import DataFrame, SparkSession
+
+GiB = 2**30
+RESULTS = REPO / "benchmarks" / "results"
+METHODS = ("naive_spark", "naive_keras", "vista", "ideal")
+TITLES = {
+    "naive_spark": "Naive in Spark",
+    "naive_keras": "Naive outside",
+    "vista": "vista_sql",
+    "ideal": "ideal",
+}
+TOP_LAYERS = {"alexnet": 4, "vgg16": 3, "resnet50": 5}
+"""The paper's layers: AlexNet conv5..fc8, VGG16 fc6..fc8, ResNet50's top 5."""
+DEFAULT_ROWS = {"alexnet": 2000, "vgg16": 400, "resnet50": 800}
+"""Rows per CNN by default: the whole run (runtimes and the budget ladder) in about 20 minutes on
+the 2-core machine this was written on (see benchmarks/HEADLINE.md for the estimate)."""
+DEFAULT_BUDGETS = (3.0, 4.0, 6.0, 8.0, 12.0)
+SEED = 7
+BATCH = 32
+"""Naive's and the ideal's TensorFlow batch: Keras's ``predict`` default."""
+MAX_ITER = 10
+SAMPLE_SECONDS = 0.25
+
+
+# ------------------------------------------------------------------------------------------------
+# The workload: one task is one method on one CNN's layers, with or without a memory budget.
+# ------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Task:
+    """What one method subprocess runs (written as JSON for it)."""
+
+    method: str
+    cnn: str
+    layers: tuple[str, ...]
+    data: str
+    rows: int
+    budget_bytes: int | None
+    machine_bytes: int
+    cores: int
+    naive_memory: str
+    workdir: str
+    result: str
+    launched: float = 0.0
+    """``time.time()`` when the orchestrator started the subprocess: marks count from it."""
+
+    @property
+    def images(self) -> str:
+        return f"{self.data}/images"
+
+    @property
+    def table(self) -> str:
+        return f"{self.data}/foods.parquet"
+
+
+def statement(task: Task, options: Iterable[str] = ()) -> str:
+    """The TRANSFER FEATURES statement of the paper's workload for ``task``."""
+    with_clause = f"\n  WITH ({', '.join(options)})" if options else ""
+    return (
+        f"TRANSFER FEATURES OF '{task.images}' AS i\n"
+        f"  FROM CNN {task.cnn} WEIGHTS RANDOM SEED {SEED}\n"
+        f"  LAYERS ({', '.join(task.layers)})\n"
+        f"  JOIN '{task.table}' AS f ON i.id = f.id\n"
+        f"  TRAIN LOGREG (max_iter = {MAX_ITER}) LABEL healthy\n"
+        f"  VALIDATE 0.2 SEED 2019{with_clause}"
+    )
+
+
+def transfer_query(task: Task, options: Iterable[str] = ()) -> TransferQuery:
+    """The checked statement (the builder's output) of ``task``'s workload."""
+    import vista_sql
+    from vista_sql.logical.builder import build
+
+    sql = statement(task, options)
+    query = build(vista_sql.parse_one(sql), sql, current())
+    assert isinstance(query, TransferQuery)
+    return query
+
+
+def naive_options(task: Task) -> list[str]:
+    """The WITH options of Naive inside Spark (see the module docstring for why each)."""
+    return [
+        "inference = lazy",
+        "placement = before_join",
+        "executor_cores = 1",
+        f"batch_size = {BATCH}",
+        f"partitions = {2 * task.cores}",
+        f"memory = '{task.machine_bytes // 2**20}m'",
+        "cache = false",
+    ]
+
+
+def guide_heap_bytes(memory_bytes: int) -> int:
+    """The guides' JVM heap for a node of ``memory_bytes``: less 1 GiB for the operating system,
+    less the 7 % memory overhead (Cloudera, "How-to: Tune Your Apache Spark Jobs, part 2")."""
+    return max(512 * 2**20, int((memory_bytes - GiB) / 1.07) // 2**20 * 2**20)
+
+
+def naive_conf(task: Task) -> dict[str, str]:
+    """The Naive session's settings: local[*], the guides' heap (or Spark's default), else
+    Spark's defaults; UI off and loopback only because the machine is shared."""
+    conf = {
+        "spark.master": "local[*]",
+        "spark.ui.enabled": "false",
+        "spark.ui.showConsoleProgress": "false",
+        "spark.driver.host": "127.0.0.1",
+        "spark.driver.bindAddress": "127.0.0.1",
+    }
+    if task.naive_memory == "guide":
+        memory = task.budget_bytes if task.budget_bytes is not None else task.machine_bytes
+        conf["spark.driver.memory"] = f"{guide_heap_bytes(memory) // 2**20}m"
+    return conf
+
+
+def ideal_conf(task: Task) -> dict[str, str]:
+    """The floor's session: what its training needs, no more (small heap, few partitions)."""
+    return {
+        "spark.master": "local[*]",
+        "spark.driver.memory": "1g",
+        "spark.sql.shuffle.partitions": str(2 * task.cores),
+        "spark.default.parallelism": str(2 * task.cores),
+        "spark.ui.enabled": "false",
+        "spark.ui.showConsoleProgress": "false",
+        "spark.driver.host": "127.0.0.1",
+        "spark.driver.bindAddress": "127.0.0.1",
+    }
+
+
+MARKS: list[tuple[str, float]] = []
+"""(event, seconds since launch) in the method subprocess: where the time outside inference and
+training goes (interpreter and imports, JVM start, the checks of the sources)."""
+
+
+def mark(task: Task, event: str) -> None:
+    MARKS.append((event, round(time.time() - task.launched, 3)))
+
+
+def start_session(conf: dict[str, str], name: str) -> SparkSession:
+    from pyspark.sql import SparkSession
+
+    from vista_sql.physical.session import worker_environment
+
+    worker_environment()
+    builder = SparkSession.builder.appName(name)
+    for key, value in conf.items():
+        builder = builder.config(key, value)
+    session = builder.getOrCreate()
+    session.sparkContext.setLogLevel("ERROR")
+    return session
+
+
+# ------------------------------------------------------------------------------------------------
+# The four methods, each run in its own subprocess (``bench_headline.py method TASK.json``).
+# Each returns {"stages": {...}, "layers": {layer: metrics}, ...}; wall time is the caller's.
+# ------------------------------------------------------------------------------------------------
+
+
+def layer_record(trained: Any, n_features: int) -> dict[str, Any]:
+    return {
+        **{k: float(v) for k, v in trained.metrics.items()},
+        "n_features": n_features,
+        "train_rows": trained.train_rows,
+        "validation_rows": trained.validation_rows,
+        "train_seconds": trained.train_seconds,
+        "evaluate_seconds": trained.evaluate_seconds,
+    }
+
+
+def spark_jobs(spark: SparkSession) -> int:
+    """Jobs the session's context ran so far (Spark keeps the last 1,000): fixed costs show as
+    jobs, each a scheduling round trip however little data it touches."""
+    return len(spark.sparkContext.statusTracker().getJobIdsForGroup())
+
+
+def from_result(result: Any) -> dict[str, Any]:
+    """Stages and per-layer metrics of a vista_sql TransferResult."""
+    inference = sum(run.inference_seconds for run in result.runs)
+    training = sum(run.trained.train_seconds + run.trained.evaluate_seconds for run in result.runs)
+    return {
+        "stages": {"inference": inference, "training": training},
+        "layers": {
+            run.layer: {
+                **layer_record(run.trained, run.n_features),
+                "inference_seconds": run.inference_seconds,
+            }
+            for run in result.runs
+        },
+        "run_seconds": result.seconds,
+        "store": {k: v for k, v in result.store.items() if isinstance(v, int | float)}
+        if getattr(result, "store", None)
+        else {},
+    }
+
+
+def method_naive_spark(task: Task) -> dict[str, Any]:
+    import vista_sql
+
+    conf = naive_conf(task)
+    spark = start_session(conf, "naive-spark")
+    mark(task, "session started")
+    sql = statement(task, naive_options(task))
+    result = vista_sql.execute(sql, spark=spark, progress=False)
+    mark(task, "executed")
+    jobs = spark_jobs(spark)
+    spark.stop()
+    return {
+        **from_result(result),
+        "spark_conf": conf,
+        "spark_jobs": jobs,
+        "statement": sql,
+        "advice": result.advice,
+    }
+
+
+def method_vista(task: Task) -> dict[str, Any]:
+    """``vista_sql.execute``; the decision it ran (chosen plan, settings, predicted runtime and
+    peak) comes from its EXPLAIN ANALYZE, so nothing but the statement runs in this process."""
+    import vista_sql
+    from vista_sql.physical.session import stop_owned_session
+
+    sql = statement(task)
+    result = vista_sql.execute(sql, progress=False)  # ResourceError when no plan fits: refused
+    mark(task, "executed")
+    from pyspark.sql import SparkSession
+
+    session = SparkSession.getActiveSession()
+    jobs = spark_jobs(session) if session is not None else None
+    stop_owned_session()
+    analyzed = json.loads(result.explain_json())
+    config = analyzed["config"]
+    predicted = {
+        "alternative": analyzed["chosen"],
+        "choice": (
+            f"cores={config['executor_cores']} tf_threads={config['tf_threads']}"
+            f" batch={config['batch_size']} partitions={config['partitions']}"
+            f" heap={config['heap_bytes'] / GiB:.2f}GiB persist={config['persist_level']}"
+        ),
+        "seconds": analyzed["estimate"]["seconds"]["value"],
+        "peak_bytes": analyzed["estimate"]["peak_memory_bytes"]["value"],
+        "resources": analyzed["estimate"]["resources"],
+        "spark_conf": config["spark_conf"],
+    }
+    return {
+        **from_result(result),
+        "predicted": predicted,
+        "spark_jobs": jobs,
+        "statement": sql,
+        "explain": result.plan,
+    }
+
+
+def image_files(task: Task) -> list[tuple[int, Path]]:
+    """(id, path) of every image, by id."""
+    files = [(int(p.stem), p) for p in Path(task.images).iterdir() if p.suffix == ".jpg"]
+    return sorted(files)
+
+
+def extract(task: Task) -> dict[str, Any]:
+    """The Naive Keras script: for each layer separately, a model up to it, every image through
+    it, the features written to ``<workdir>/<layer>.parquet``."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from vista_sql.logical.plan import LayerOut, WeightsSpec
+    from vista_sql.udfs.inference import InferenceSpec, clear_cache, infer_local
+
+    files = image_files(task)
+    seconds = {}
+    for layer in task.layers:
+        started = time.perf_counter()
+        clear_cache()  # a separate script per layer builds its model again
+        spec = InferenceSpec(
+            task.cnn, WeightsSpec("random", seed=SEED), None, (LayerOut(layer, "features"),)
+        )
+        (column,) = spec.columns
+        schema = pa.schema([("id", pa.int64()), ("features", pa.list_(pa.float32()))])
+        with pq.ParquetWriter(Path(task.workdir) / f"{layer}.parquet", schema) as writer:
+            for begin in range(0, len(files), BATCH):
+                chunk = files[begin : begin + BATCH]
+                features = infer_local([p.read_bytes() for _, p in chunk], spec, BATCH)[column]
+                flat = pa.array(features.reshape(-1), pa.float32())
+                offsets = pa.array(
+                    [i * features.shape[1] for i in range(len(chunk) + 1)], pa.int32()
+                )
+                ids = pa.array([key for key, _ in chunk], pa.int64())
+                lists = pa.ListArray.from_arrays(offsets, flat)
+                writer.write_table(pa.Table.from_arrays([ids, lists], schema=schema))
+        seconds[layer] = time.perf_counter() - started
+    return {"layer_seconds": seconds}
+
+
+def train_layers(
+    spark: SparkSession, task: Task, frames: dict[str, DataFrame]
+) -> tuple[dict[str, Any], float]:
+    """The same per-layer training as vista_sql's executor: join (KEY, layer features) with the
+    prepared table, assemble [structured, CNN] as one vector, cache, ``physical.train.train``."""
+    from pyspark import StorageLevel
+    from pyspark.ml.functions import array_to_vector
+    from pyspark.sql import functions as F
+
+    from vista_sql.physical.prepare import STRUCT, prepare_table
+    from vista_sql.physical.sources import KEY, read_table
+    from vista_sql.physical.train import FEATURES, LABEL, train
+
+    query = transfer_query(task)
+    prepared = prepare_table(read_table(spark, query, None), query)
+    mark(task, "table checked")
+    layers: dict[str, Any] = {}
+    started = time.perf_counter()
+    for layer, frame in frames.items():
+        cnn = F.col("features").cast("array<double>")
+        table = (
+            frame.withColumnRenamed("id", KEY)
+            .join(prepared.frame, KEY)
+            .select(KEY, LABEL, array_to_vector(F.concat(F.col(STRUCT), cnn)).alias(FEATURES))
+            .persist(StorageLevel.MEMORY_AND_DISK)
+        )
+        table.count()
+        first = frame.first()
+        assert first is not None, f"no features for {layer}"
+        n_features = len(prepared.features) + len(first["features"])
+        trained = train(
+            table,
+            query.model,
+            n_features=n_features,
+            n_classes=len(prepared.labels),
+            validate=query.validate,
+            seed=query.validate_seed,
+        )
+        table.unpersist()
+        layers[layer] = layer_record(trained, n_features)
+    return layers, time.perf_counter() - started
+
+
+def method_naive_keras(task: Task) -> dict[str, Any]:
+    started = time.perf_counter()
+    done = subprocess.run(
+        [sys.executable, __file__, "extract", json.dumps(asdict(task))], check=False
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"the Keras feature extraction exited with status {done.returncode}")
+    inference = time.perf_counter() - started
+    mark(task, "features written")
+    conf = naive_conf(task)
+    spark = start_session(conf, "naive-keras")
+    mark(task, "session started")
+    frames = {
+        layer: spark.read.parquet(str(Path(task.workdir) / f"{layer}.parquet"))
+        for layer in task.layers
+    }
+    layers, training = train_layers(spark, task, frames)
+    jobs = spark_jobs(spark)
+    spark.stop()
+    return {
+        "stages": {"inference": inference, "training": training},
+        "layers": layers,
+        "spark_conf": conf,
+        "spark_jobs": jobs,
+    }
+
+
+def method_ideal(task: Task) -> dict[str, Any]:
+    import pyarrow as pa
+
+    from vista_sql.logical.plan import LayerOut, WeightsSpec
+    from vista_sql.udfs.inference import InferenceSpec, infer_local
+
+    started = time.perf_counter()
+    files = image_files(task)
+    outputs = tuple(LayerOut(layer, "features") for layer in task.layers)
+    spec = InferenceSpec(task.cnn, WeightsSpec("random", seed=SEED), None, outputs)
+    features = infer_local([p.read_bytes() for _, p in files], spec, BATCH)
+    inference = time.perf_counter() - started
+    mark(task, "inferred")
+    spark = start_session(ideal_conf(task), "ideal")
+    mark(task, "session started")
+    ids = pa.array([key for key, _ in files], pa.int64())
+    frames = {}
+    for layer, column in zip(task.layers, spec.columns, strict=True):
+        values = features[column]
+        offsets = pa.array([i * values.shape[1] for i in range(len(files) + 1)], pa.int32())
+        lists = pa.ListArray.from_arrays(offsets, pa.array(values.reshape(-1), pa.float32()))
+        frames[layer] = spark.createDataFrame(pa.table({"id": ids, "features": lists}))
+    layers, training = train_layers(spark, task, frames)
+    jobs = spark_jobs(spark)
+    spark.stop()
+    return {
+        "stages": {"inference": inference, "training": training},
+        "layers": layers,
+        "spark_jobs": jobs,
+    }
+
+
+METHOD_FUNCTIONS: dict[str, Callable[[Task], dict[str, Any]]] = {
+    "naive_spark": method_naive_spark,
+    "naive_keras": method_naive_keras,
+    "vista": method_vista,
+    "ideal": method_ideal,
+}
+
+
+def run_method(task: Task) -> None:
+    """The subprocess's body: run the method, write its outcome (or its error) as JSON."""
+    import traceback
+
+    from vista_sql.errors import ResourceError
+
+    mark(task, "imported")
+    try:
+        outcome = {"status": "ok", **METHOD_FUNCTIONS[task.method](task)}
+    except ResourceError as error:
+        outcome = {"status": "refused", "error": str(error)}
+    except Exception as error:
+        outcome = {
+            "status": "error",
+            "error": f"{type(error).__name__}: {str(error)[:2000]}",
+            "traceback": traceback.format_exc()[-4000:],
+        }
+    mark(task, "done")
+    outcome["marks"] = MARKS
+    Path(task.result).write_text(json.dumps(outcome, default=str))
+    if outcome["status"] == "error":
+        sys.exit(1)
+
+
+# ------------------------------------------------------------------------------------------------
+# The orchestrator: datasets, launching each method under a cgroup, sampling its tree's memory.
+# ------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class TreePeak:
+    """Largest resident memory of a process and its descendants, sampled in a thread."""
+
+    pid: int
+    peak: MemorySample | None = None
+    _stop: threading.Event = field(default_factory=threading.Event)
+
+    def run(self) -> None:
+        while not self._stop.is_set():
+            current = sample(self.pid)
+            if current is not None and (self.peak is None or current.total > self.peak.total):
+                self.peak = current
+            self._stop.wait(SAMPLE_SECONDS)
+
+    def stop(self) -> None:
+        self._stop.set()
+
+
+def ensure_dataset(root: Path, rows: int) -> Path:
+    """The Foods-like dataset of ``rows`` rows under ``root`` (made once, then reused)."""
+    from vista_sql.datasets.foods import make_foods
+
+    directory = root / f"foods_{rows}"
+    done = directory / "complete"
+    if not done.exists():
+        print(f"making the Foods-like dataset of {rows} rows in {directory}", flush=True)
+        make_foods(directory, rows, seed=0, overwrite=True)
+        done.write_text(f"{rows}\n")
+    return directory
+
+
+def launch(task: Task, timeout: float, use_cgroup: bool) -> dict[str, Any]:
+    """Run one method subprocess (under the task's budget) and measure it."""
+    Path(task.workdir).mkdir(parents=True, exist_ok=True)
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
+        "PYSPARK_PYTHON": sys.executable,
+        "PYSPARK_DRIVER_PYTHON": sys.executable,
+        "TF_CPP_MIN_LOG_LEVEL": "2",
+        "VISTA_SQL_CACHE_DIR": str(Path(task.workdir) / "vista-cache"),
+    }
+    task = replace(task, launched=time.time())
+    argv = [sys.executable, __file__, "method", json.dumps(asdict(task))]
+    log_path = Path(task.workdir) / "log.txt"
+    record: dict[str, Any] = {
+        "method": task.method,
+        "cnn": task.cnn,
+        "layers": list(task.layers),
+        "rows": task.rows,
+        "budget_bytes": task.budget_bytes,
+        "load_before": os.getloadavg()[0],
+    }
+    group = MemoryLimit(task.budget_bytes) if use_cgroup else None
+    timed_out = False
+    with open(log_path, "w") as log, group if group is not None else nullcontext():
+        started = time.perf_counter()
+        process = subprocess.Popen(
+            group.wrap(argv) if group is not None else argv,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=env,
+            cwd=REPO,
+            start_new_session=True,
+        )
+        peak = TreePeak(process.pid)
+        sampler = threading.Thread(target=peak.run, daemon=True)
+        sampler.start()
+        try:
+            process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            timed_out = True
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+        record["seconds"] = time.perf_counter() - started
+        peak.stop()
+        sampler.join()
+        if group is not None:
+            record["oom_kills"] = group.oom_kills()
+            record["cgroup_peak_bytes"] = group.max_usage()
+    record["exit_code"] = process.returncode
+    record["load_after"] = os.getloadavg()[0]
+    if peak.peak is not None:
+        record["peak"] = {
+            "total": peak.peak.total,
+            "jvm": peak.peak.jvm,
+            "python_workers": peak.peak.python_workers,
+            "driver": peak.peak.driver,
+        }
+    outcome: dict[str, Any] = {}
+    if Path(task.result).exists():
+        outcome = json.loads(Path(task.result).read_text())
+    record.update(outcome)
+    record["status"] = classify(record, timed_out)
+    if record["status"] != "finished":
+        record["log_tail"] = log_path.read_text()[-3000:]
+    shutil.rmtree(task.workdir, ignore_errors=True)
+    return record
+
+
+def classify(record: dict[str, Any], timed_out: bool) -> str:
+    """finished | refused (vista_sql: no plan fits) | timeout | oom_killed (the kernel ended a
+    process of the tree: the driver, the JVM or a Python worker) | failed (an exception: Spark's
+    own failures, e.g. a Java OutOfMemoryError, land here with their message)."""
+    status = record.get("status")
+    if status == "ok" and record["exit_code"] == 0:
+        return "finished"
+    if status == "refused":
+        return "refused"
+    if timed_out:
+        return "timeout"
+    if record.get("oom_kills", 0) > 0:
+        return "oom_killed"
+    return "failed"
+
+
+def method_order(index: int) -> tuple[str, ...]:
+    """ABCD for even runs, DCBA for odd: each method's position averages out over runs."""
+    return METHODS if index % 2 == 0 else tuple(reversed(METHODS))
+
+
+@dataclass
+class Plan:
+    cnns: list[str]
+    rows: dict[str, int]
+    repeat: int
+    """Runtime repetitions per CNN (0: the budget ladder only)."""
+    budgets: list[float]
+    budget_cnns: list[str]
+    budget_rows: int
+    budget_all: bool
+    methods: tuple[str, ...]
+
+
+def run_all(plan: Plan, args: argparse.Namespace) -> list[dict[str, Any]]:
+    data_root = Path(args.data)
+    machine_bytes = machine()["memory_bytes"]
+    cores = len(os.sched_getaffinity(0))
+    scratch = Path(tempfile.mkdtemp(prefix="headline-", dir=args.scratch))
+    cgroup_reason = unavailable_reason()
+    records: list[dict[str, Any]] = []
+    timeouts: dict[tuple[str, str], float] = {}
+
+    def make(method: str, cnn: str, rows: int, budget: float | None) -> Task:
+        info = current().cnn(cnn)
+        assert info is not None, cnn
+        number = len(records)
+        return Task(
+            method=method,
+            cnn=cnn,
+            layers=tuple(info.layer_names[-TOP_LAYERS[cnn] :]),
+            data=str(ensure_dataset(data_root, rows)),
+            rows=rows,
+            budget_bytes=None if budget is None else int(budget * GiB),
+            machine_bytes=machine_bytes,
+            cores=cores,
+            naive_memory=args.naive_memory,
+            workdir=str(scratch / f"{number:03d}-{method}-{cnn}"),
+            result=str(scratch / f"{number:03d}-{method}-{cnn}.json"),
+        )
+
+    def report(record: dict[str, Any], label: str) -> None:
+        peak = record.get("peak", {}).get("total")
+        memory = f"{peak / GiB:.1f} GiB" if peak else "?"
+        print(
+            f"{label:<34} {TITLES[record['method']]:<15} {record['status']:<13}"
+            f" {record['seconds']:7.1f} s  peak {memory}",
+            flush=True,
+        )
+
+    index = 0
+    for repetition in range(plan.repeat):
+        for cnn in plan.cnns:
+            for method in method_order(index):
+                if method not in plan.methods:
+                    continue
+                task = make(method, cnn, plan.rows[cnn], None)
+                record = launch(task, args.timeout, cgroup_reason is None)
+                record.update(phase="runtime", repetition=repetition)
+                records.append(record)
+                report(record, f"{cnn} x{plan.rows[cnn]} run {repetition + 1}")
+                if record["status"] == "finished":
+                    timeouts[(cnn, method)] = max(
+                        timeouts.get((cnn, method), 0.0), record["seconds"]
+                    )
+            index += 1
+    if plan.budgets and cgroup_reason is not None:
+        print(f"memory budgets skipped: {cgroup_reason}", flush=True)
+        return records
+    for cnn in plan.budget_cnns:
+        finished_at: dict[str, float] = {}
+        for budget in sorted(plan.budgets):
+            for method in method_order(index):
+                if method not in plan.methods:
+                    continue
+                if method in finished_at and not plan.budget_all:
+                    records.append(
+                        {
+                            "phase": "budget",
+                            "method": method,
+                            "cnn": cnn,
+                            "rows": plan.budget_rows,
+                            "budget_bytes": int(budget * GiB),
+                            "status": "finished",
+                            "inferred_from": finished_at[method],
+                        }
+                    )
+                    continue
+                task = make(method, cnn, plan.budget_rows, budget)
+                record = launch(task, args.timeout, True)
+                record["phase"] = "budget"
+                records.append(record)
+                report(record, f"{cnn} x{plan.budget_rows} under {budget:g} GiB")
+                if record["status"] == "finished":
+                    finished_at[method] = budget
+            index += 1
+    shutil.rmtree(scratch, ignore_errors=True)
+    return records
+
+
+# ------------------------------------------------------------------------------------------------
+# Summary: medians per (CNN, method), ratios, accuracy agreement, the budget ladder; text and PNG.
+# ------------------------------------------------------------------------------------------------
+
+
+def summarize(records: list[dict[str, Any]]) -> dict[str, Any]:
+    runtime: dict[str, dict[str, Any]] = {}
+    for record in records:
+        if record.get("phase") != "runtime":
+            continue
+        entry = runtime.setdefault(record["cnn"], {"rows": record["rows"], "methods": {}})
+        entry["methods"].setdefault(record["method"], []).append(record)
+    summary: dict[str, Any] = {"runtime": {}, "accuracy": {}, "budgets": {}, "mismatches": []}
+    for cnn, entry in runtime.items():
+        methods: dict[str, Any] = {}
+        for method, runs in entry["methods"].items():
+            done = [r for r in runs if r["status"] == "finished"]
+            statuses = sorted({r["status"] for r in runs})
+            if not done:
+                methods[method] = {"status": ", ".join(statuses)}
+                continue
+            seconds = statistics.median(r["seconds"] for r in done)
+            stages = {
+                stage: statistics.median(r["stages"][stage] for r in done)
+                for stage in ("inference", "training")
+            }
+            stages["other"] = max(0.0, seconds - stages["inference"] - stages["training"])
+            methods[method] = {
+                "status": "finished" if len(done) == len(runs) else ", ".join(statuses),
+                "seconds": seconds,
+                "runs": [round(r["seconds"], 1) for r in done],
+                "stages": stages,
+                "peak_bytes": max(r.get("peak", {}).get("total", 0) for r in done),
+                "predicted": done[0].get("predicted"),
+            }
+        summary["runtime"][cnn] = {"rows": entry["rows"], "methods": methods}
+        vista = methods.get("vista", {}).get("seconds")
+        naive = methods.get("naive_spark", {}).get("seconds")
+        ideal = methods.get("ideal", {}).get("seconds")
+        summary["runtime"][cnn]["naive_over_vista"] = naive / vista if naive and vista else None
+        summary["runtime"][cnn]["vista_over_ideal"] = vista / ideal if vista and ideal else None
+    groups: dict[tuple[str, int], list[dict[str, Any]]] = {}
+    for record in records:
+        if record.get("status") == "finished" and "layers" in record:
+            groups.setdefault((record["cnn"], record["rows"]), []).append(record)
+    for (cnn, rows), runs in groups.items():
+        table: dict[str, dict[str, Any]] = {}
+        for run in runs:
+            for layer, metrics in run["layers"].items():
+                seen = table.setdefault(layer, {"accuracy": {}, "auc": []})
+                seen["accuracy"].setdefault(run["method"], set()).add(metrics["accuracy"])
+                if "auc" in metrics:
+                    seen["auc"].append(metrics["auc"])
+        group = f"{cnn} x{rows}"
+        summary["accuracy"][group] = {}
+        for layer, seen in table.items():
+            values = {m: sorted(a) for m, a in seen["accuracy"].items()}
+            summary["accuracy"][group][layer] = {
+                "accuracy": {m: a[0] for m, a in values.items()},
+                "auc_spread": max(seen["auc"]) - min(seen["auc"]) if seen["auc"] else None,
+            }
+            if len({a for accuracies in values.values() for a in accuracies}) > 1:
+                shown = ", ".join(
+                    f"{TITLES[m]} {'/'.join(f'{a:.6f}' for a in values[m])}"
+                    for m in METHODS
+                    if m in values
+                )
+                summary["mismatches"].append(f"{group} {layer}: {shown}")
+    for record in records:
+        if record.get("phase") != "budget":
+            continue
+        ladder = summary["budgets"].setdefault(record["cnn"], {"rows": record["rows"], "runs": []})
+        ladder["runs"].append(
+            {
+                "method": record["method"],
+                "budget_gib": record["budget_bytes"] / GiB,
+                "status": record["status"],
+                "inferred_from": record.get("inferred_from"),
+                "seconds": record.get("seconds"),
+                "peak_bytes": record.get("peak", {}).get("total"),
+                "predicted_peak_bytes": (record.get("predicted") or {}).get("peak_bytes"),
+                "error": (record.get("error") or "")[:300] or None,
+            }
+        )
+    return summary
+
+
+def text_tables(summary: dict[str, Any]) -> str:
+    lines = []
+    header = (
+        f"{'cnn':<9}{'rows':>6}  {'method':<15}{'total s':>9}{'infer s':>9}{'train s':>9}"
+        f"{'other s':>9}{'peak GiB':>10}  {'x vista':>8}"
+    )
+    lines += [header, "-" * len(header)]
+    for cnn, entry in summary["runtime"].items():
+        vista = entry["methods"].get("vista", {}).get("seconds")
+        for method in METHODS:
+            result = entry["methods"].get(method)
+            if result is None:
+                continue
+            if "seconds" not in result:
+                lines.append(f"{cnn:<9}{entry['rows']:>6}  {TITLES[method]:<15}{result['status']}")
+                continue
+            stages = result["stages"]
+            ratio = f"{result['seconds'] / vista:.2f}" if vista else "?"
+            lines.append(
+                f"{cnn:<9}{entry['rows']:>6}  {TITLES[method]:<15}{result['seconds']:>9.1f}"
+                f"{stages['inference']:>9.1f}{stages['training']:>9.1f}{stages['other']:>9.1f}"
+                f"{result['peak_bytes'] / GiB:>10.2f}  {ratio:>8}"
+            )
+        naive, ideal = entry["naive_over_vista"], entry["vista_over_ideal"]
+        predicted = entry["methods"].get("vista", {}).get("predicted") or {}
+        lines.append(
+            f"{'':<17}Naive/vista_sql {_ratio(naive)}, vista_sql/ideal {_ratio(ideal)};"
+            f" vista_sql chose {predicted.get('alternative', '?')} ({predicted.get('choice', '')}),"
+            f" predicted {_seconds(predicted.get('seconds'))},"
+            f" {_gib(predicted.get('peak_bytes'))}"
+        )
+    lines += ["", "accuracy per layer (validation split; must agree across methods and runs)"]
+    for group, table in summary["accuracy"].items():
+        for layer, entry in table.items():
+            cells = "  ".join(
+                f"{TITLES[m]} {entry['accuracy'][m]:.4f}" for m in METHODS if m in entry["accuracy"]
+            )
+            spread = entry["auc_spread"]
+            auc = f"  (AUC spread {spread:.1e})" if spread is not None else ""
+            lines.append(f"  {group:<16}{layer:<9}{cells}{auc}")
+    if summary["mismatches"]:
+        lines += ["", "ACCURACY DIFFERS BETWEEN METHODS:"] + [
+            f"  {m}" for m in summary["mismatches"]
+        ]
+    for cnn, ladder in summary["budgets"].items():
+        budgets = sorted({r["budget_gib"] for r in ladder["runs"]})
+        lines += ["", f"memory budgets, {cnn} x{ladder['rows']} (cgroup limit on the whole tree)"]
+        lines.append(f"  {'method':<15}" + "".join(f"{b:>9g} GiB" for b in budgets))
+        for method in METHODS:
+            runs = {r["budget_gib"]: r for r in ladder["runs"] if r["method"] == method}
+            if not runs:
+                continue
+            marks = []
+            for budget in budgets:
+                run = runs.get(budget)
+                mark = "-" if run is None else SHORT[run["status"]]
+                if run is not None and run["inferred_from"] is not None:
+                    mark = "(ok)"
+                marks.append(f"{mark:>13}")
+            lines.append(f"  {TITLES[method]:<15}" + "".join(marks))
+        predicted = [
+            f"{r['budget_gib']:g} GiB: {_gib(r['predicted_peak_bytes'])}"
+            for r in ladder["runs"]
+            if r["method"] == "vista" and r["predicted_peak_bytes"]
+        ]
+        if predicted:
+            lines.append("  vista_sql predicted peak: " + ", ".join(predicted))
+        lines.append(
+            "  ok finished, (ok) finished at a smaller budget (not rerun), OOM killed by the "
+            "kernel, FAIL Spark/Python error, REFUSED no plan fits (ResourceError), TIME timeout"
+        )
+    return "\n".join(lines)
+
+
+SHORT = {
+    "finished": "ok",
+    "oom_killed": "OOM",
+    "failed": "FAIL",
+    "refused": "REFUSED",
+    "timeout": "TIME",
+}
+
+
+def _ratio(value: float | None) -> str:
+    return f"{value:.2f}x" if value else "?"
+
+
+def _seconds(value: float | None) -> str:
+    return f"{value:.0f} s" if value else "?"
+
+
+def _gib(value: float | None) -> str:
+    return f"{value / GiB:.1f} GiB" if value else "?"
+
+
+def plot(summary: dict[str, Any], path: Path) -> None:
+    """Runtime bars per CNN (stacked by stage, ratio to vista_sql on top; a red x where a method
+    crashed) and, per budget ladder, a grid of finished / crashed / refused by budget."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    ladders = summary["budgets"]
+    cnns = list(summary["runtime"])
+    panels = (1 if cnns else 0) + len(ladders)
+    if panels == 0:
+        return
+    figure, axes = plt.subplots(1, panels, figsize=(5.5 * panels + 1, 4.8), squeeze=False)
+    if cnns:
+        _runtime_panel(axes[0][0], summary, cnns)
+    for panel, (cnn, ladder) in enumerate(ladders.items(), start=1 if cnns else 0):
+        _budget_panel(axes[0][panel], cnn, ladder)
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+
+
+SHORT_TITLES = {
+    "naive_spark": "Naive\nSpark",
+    "naive_keras": "Naive\nKeras",
+    "vista": "vista",
+    "ideal": "ideal",
+}
+STAGE_COLORS = {"inference": "#4c72b0", "training": "#dd8452", "other": "#bbbbbb"}
+
+
+def _runtime_panel(bars: Any, summary: dict[str, Any], cnns: list[str]) -> None:
+    width = 0.2
+    for c, cnn in enumerate(cnns):
+        entry = summary["runtime"][cnn]
+        vista = entry["methods"].get("vista", {}).get("seconds")
+        for m, method in enumerate(METHODS):
+            result = entry["methods"].get(method)
+            x = c + (m - 1.5) * width
+            if result is None:
+                continue
+            if "seconds" not in result:
+                bars.text(x, 0, "x", ha="center", va="bottom", color="red", fontsize=16)
+                continue
+            bottom = 0.0
+            for stage in ("inference", "training", "other"):
+                value = result["stages"][stage]
+                label = stage if c == 0 and m == 0 else None
+                bars.bar(x, value, width, bottom=bottom, color=STAGE_COLORS[stage], label=label)
+                bottom += value
+            ratio = f"\n{result['seconds'] / vista:.2f}x" if vista else ""
+            bars.text(x, bottom, SHORT_TITLES[method] + ratio, ha="center", va="bottom", fontsize=6)
+    bars.set_xticks(range(len(cnns)), [f"{c}\n{summary['runtime'][c]['rows']} rows" for c in cnns])
+    bars.set_ylabel("seconds (median of runs)")
+    bars.set_title("End-to-end runtime (ratio: time / vista_sql's)")
+    bars.margins(y=0.15)
+    bars.legend(fontsize=8)
+
+
+BUDGET_MARKERS = {
+    "finished": ("o", "green"),
+    "oom_killed": ("X", "red"),
+    "failed": ("X", "darkred"),
+    "refused": ("s", "grey"),
+    "timeout": ("v", "orange"),
+}
+
+
+def _budget_panel(grid: Any, cnn: str, ladder: dict[str, Any]) -> None:
+    for row, method in enumerate(METHODS):
+        for run in (r for r in ladder["runs"] if r["method"] == method):
+            marker, color = BUDGET_MARKERS[run["status"]]
+            grid.scatter(
+                run["budget_gib"],
+                row,
+                marker=marker,
+                s=120,
+                color=color if run["inferred_from"] is None else "none",
+                edgecolors=color,
+            )
+            if method == "vista" and run["predicted_peak_bytes"]:
+                grid.annotate(
+                    f"predicted {run['predicted_peak_bytes'] / GiB:.1f}",
+                    (run["budget_gib"], row),
+                    textcoords="offset points",
+                    xytext=(0, 9),
+                    ha="center",
+                    fontsize=7,
+                )
+    grid.set_yticks(range(len(METHODS)), [TITLES[m] for m in METHODS])
+    grid.set_xlabel("memory budget, GiB (cgroup limit on the process tree)")
+    grid.set_ylim(-0.7, len(METHODS) - 0.3)
+    grid.set_title(
+        f"{cnn}, {ladder['rows']} rows: o finished (hollow: not rerun),"
+        " X killed/failed, square refused",
+        fontsize=9,
+    )
+
+
+# ------------------------------------------------------------------------------------------------
+# Command line.
+# ------------------------------------------------------------------------------------------------
+
+
+def parse_rows(text: str | None, cnns: list[str]) -> dict[str, int]:
+    if not text:
+        return {cnn: DEFAULT_ROWS[cnn] for cnn in cnns}
+    if "=" not in text:
+        return {cnn: int(text) for cnn in cnns}
+    given = {k.strip(): int(v) for k, v in (part.split("=") for part in text.split(","))}
+    return {cnn: given.get(cnn, DEFAULT_ROWS[cnn]) for cnn in cnns}
+
+
+def main() -> None:
+    if len(sys.argv) == 3 and sys.argv[1] in ("method", "extract"):
+        document = json.loads(sys.argv[2])
+        document["layers"] = tuple(document["layers"])
+        task = Task(**document)
+        if sys.argv[1] == "method":
+            run_method(task)
+        else:
+            print(json.dumps(extract(task)))
+        return
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--cnn", default="alexnet,vgg16,resnet50")
+    parser.add_argument("--rows", help="N for every CNN, or CNN=N,... (default DEFAULT_ROWS)")
+    parser.add_argument("--methods", default=",".join(METHODS))
+    parser.add_argument("--repeat", type=int, default=1)
+    parser.add_argument("--budgets", default=",".join(f"{b:g}" for b in DEFAULT_BUDGETS))
+    parser.add_argument("--budget-cnn", default="vgg16")
+    parser.add_argument("--budget-rows", type=int, default=64)
+    parser.add_argument("--budget-all", action="store_true", help="rerun methods that finished")
+    parser.add_argument("--no-budgets", action="store_true")
+    parser.add_argument("--no-runtime", action="store_true", help="the budget ladder only")
+    parser.add_argument("--naive-memory", choices=("guide", "default"), default="guide")
+    parser.add_argument("--timeout", type=float, default=3600.0, help="seconds per run")
+    parser.add_argument("--data", default="/tmp/vista_headline_data")
+    parser.add_argument("--scratch", default=None, help="directory for per-run files")
+    parser.add_argument("--results", default=str(RESULTS / "headline"), help="path stem")
+    args = parser.parse_args()
+    cnns = [c for c in args.cnn.split(",") if c]
+    plan = Plan(
+        cnns=cnns,
+        rows=parse_rows(args.rows, cnns),
+        repeat=0 if args.no_runtime else args.repeat,
+        budgets=[] if args.no_budgets else [float(b) for b in args.budgets.split(",") if b],
+        budget_cnns=[c for c in args.budget_cnn.split(",") if c],
+        budget_rows=args.budget_rows,
+        budget_all=args.budget_all,
+        methods=tuple(m for m in METHODS if m in args.methods.split(",")),
+    )
+    started = time.time()
+    load_before = os.getloadavg()
+    records = run_all(plan, args)
+    summary = summarize(records)
+    print()
+    print(text_tables(summary))
+    stem = Path(args.results)
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    document = {
+        "when": time.strftime("%Y-%m-%d %H:%M"),
+        "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
+        "machine": machine(),
+        "load_average": {"before": load_before, "after": os.getloadavg()},
+        "seconds": round(time.time() - started, 1),
+        "versions": {p: version(p) for p in ("tensorflow-cpu", "keras", "pyspark")},
+        "plan": asdict(plan),
+        "summary": summary,
+        "records": records,
+    }
+    stem.with_suffix(".json").write_text(json.dumps(document, indent=1, default=str) + "\n")
+    plot(summary, stem.with_suffix(".png"))
+    print(f"\nwrote {stem.with_suffix('.json')} and {stem.with_suffix('.png')}")
+    if summary["mismatches"]:
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()
