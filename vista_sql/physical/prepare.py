@@ -16,6 +16,8 @@ name is not an id of the structured key's type follow ``on_bad_image``: 'fail' n
 
 from __future__ import annotations
 
+import functools
+import operator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -133,19 +135,15 @@ def prepare_table(table: DataFrame, query: TransferQuery) -> PreparedTable:
             count,
         )
     if features:
-        bad = F.lit(False)
-        for column in features:
-            bad = bad | F.col(column).isNull() | F.isnan(F.col(column).cast("double"))
-        bad_rows = table.filter(bad).select(KEY).orderBy(KEY).limit(SHOWN_IDS).collect()
-        if bad_rows:
-            count = table.filter(bad).count()
-            gaps = table.select(
-                *[
-                    F.max((F.col(c).isNull() | F.isnan(F.col(c).cast("double"))).cast("int"))
-                    for c in features
-                ]
-            ).first()
-            columns_with_gaps = [c for c, gap in zip(features, gaps or (), strict=False) if gap]
+        gaps = [F.col(c).isNull() | F.isnan(F.col(c).cast("double")) for c in features]
+        bad = functools.reduce(operator.or_, gaps)
+        summary = table.select(
+            F.sum(bad.cast("int")), *[F.max(gap.cast("int")) for gap in gaps]
+        ).collect()[0]
+        count = int(summary[0] or 0)
+        if count:
+            bad_rows = table.filter(bad).select(KEY).orderBy(KEY).limit(SHOWN_IDS).collect()
+            columns_with_gaps = [c for c, gap in zip(features, summary[1:], strict=True) if gap]
             raise _data_error(
                 query,
                 "features" if query.features is not None else "table",
