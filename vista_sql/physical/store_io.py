@@ -112,7 +112,8 @@ class StoreWriter:
         assert info is not None
         size = info.feature_size(self.pooling)
         vector = vector_to_array(F.col(FEATURES), "float32")
-        return F.slice(vector, self.struct_size + 1, size)
+        # vector_to_array fails on null: a bad image's row (null FEATURES) stays null
+        return F.when(F.col(FEATURES).isNotNull(), F.slice(vector, self.struct_size + 1, size))
 
     def _store(self, out: LayerOut, frame: DataFrame, values: Any) -> None:
         from pyspark.sql import functions as F
