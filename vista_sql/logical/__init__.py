@@ -7,13 +7,17 @@ The pipeline, and the public functions of each step:
 - ``lazy.lazy_plan(query, catalog=None) -> Workload``: the VISTA paper's lazy plan (one inference
   per layer from the image, infer then join).
 - ``rules``: the rewrites, one per module (``fuse_pooling``, ``reuse_layers``, ``stage_layers``,
-  ``place_join``, ``persist_shared``), each ``rule(plan, RuleContext) -> plan``.
-- ``driver.alternatives(query, catalog=None) -> list[Alternative]``: every distinct rewritten plan,
-  one per setting of the three knobs (``inference`` lazy/eager/staged, ``placement``
+  ``place_join``, ``persist_shared``, ``use_stored_layers``), each ``rule(plan, RuleContext) ->
+  plan``; ``use_stored_layers`` reads layers kept in the feature store (``stored.StoredLayer``,
+  found by ``vista_sql.physical.store``) as ``StoredScan`` sources.
+- ``driver.alternatives(query, catalog=None, stored=()) -> list[Alternative]``: every distinct
+  rewritten plan, one per setting of the three knobs (``inference`` lazy/eager/staged, ``placement``
   before_join/after_join, ``persist`` True/False), deduplicated, in a fixed order. Each
   ``Alternative`` has ``name`` (e.g. ``"eager/after_join/persist"``), the three knobs, ``plan``
   (a ``Workload``), ``steps`` (the driver's record) and ``equivalents`` (names of other settings
-  that gave the same plan; ``names`` is all of them). This is what the cost model estimates.
+  that gave the same plan; ``names`` is all of them). With feature-store entries (``stored``),
+  every setting again reading them (names ending ``/stored``). This is what the cost model
+  estimates.
 - ``render.render_text(plan, annotate=None)`` / ``render_json``: numbered operators, shared work
   drawn once; ``annotate(node) -> str`` prints estimates beside each operator.
 - ``explain.explain_logical`` / ``explain_verbose``: EXPLAIN LOGICAL and VERBOSE, text or JSON,

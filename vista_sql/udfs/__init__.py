@@ -16,5 +16,7 @@ they load them when they build a model or a DataFrame):
 - ``decode.decode_batch(images, size, mode)``: Pillow decoding + Keras preprocessing.
 - ``python -m vista_sql.udfs.layer_stats``: regenerates the statistics in ``catalog/cnns.json``.
 
-Adding a CNN: one module in ``vista_sql/udfs/cnns/`` plus its entry in ``catalog/cnns.json``.
+Adding a CNN: one module in ``vista_sql/udfs/cnns/`` plus its entry in ``catalog/cnns.json``; or,
+for a user's own Keras model, ``registry.register`` (``vista_sql.register_cnn``): the catalog entry
+and the architecture travel to Spark workers inside each ``InferenceSpec``.
 """
