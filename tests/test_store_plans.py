@@ -123,6 +123,9 @@ def test_what_an_entry_can_stand_for() -> None:
     assert provides(conv5_3, entry("conv5_3", "resume"), "max2x2") == {"resume"}
     assert provides(conv5_3, entry("conv5_3"), "avg") == frozenset()
     assert provides(fc6, entry("fc7"), "max2x2") == frozenset()
+    # Bad images in an entry: features still (each bad row reported), never a resume tensor.
+    assert provides(fc6, replace(entry("fc6"), errors=1), "max2x2") == {"features"}
+    assert provides(conv5_3, replace(entry("conv5_3", "resume"), errors=2), "max2x2") == set()
 
 
 def test_a_stored_resume_tensor_feeds_a_staged_plan() -> None:

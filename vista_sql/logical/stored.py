@@ -38,6 +38,8 @@ class StoredLayer:
     key_type: str = ""
     """The Spark type of the image keys the entry holds (file-name ids cast to the table's key
     type when it was written); the executor uses an entry only under the same key type."""
+    errors: int = 0
+    """Images that could not be decoded when the entry was written (stored with their error)."""
 
 
 def same_tensor(layer: LayerInfo, pooling: str) -> bool:
@@ -47,7 +49,12 @@ def same_tensor(layer: LayerInfo, pooling: str) -> bool:
 
 
 def provides(layer: LayerInfo, stored: StoredLayer, pooling: str) -> frozenset[OutputForm]:
-    """The forms of ``layer`` that ``stored`` (an entry of that layer) can be read as."""
+    """The forms of ``layer`` that ``stored`` (an entry of that layer) can be read as.
+
+    An entry with bad images is never a resume tensor: an inference resuming from it would drop
+    those rows without a word, where inferring from the images reports them (``on_bad_image``);
+    as features it carries each bad row with its error to the branch, which reports it.
+    """
     if stored.layer != layer.name:
         return frozenset()
     forms: set[OutputForm] = set()
@@ -59,4 +66,6 @@ def provides(layer: LayerInfo, stored: StoredLayer, pooling: str) -> frozenset[O
         forms.add("resume")
         if same_tensor(layer, pooling):
             forms.add("features")
+    if stored.errors:
+        forms.discard("resume")
     return frozenset(forms)

@@ -369,6 +369,7 @@ class Entry:
             rows=self.rows,
             file_bytes=self.file_bytes,
             key_type=self.key_type,
+            errors=self.errors,
         )
 
 
