@@ -21,6 +21,7 @@ from vista_sql.logical.builder import build
 from vista_sql.logical.plan import WeightsSpec
 from vista_sql.logical.query import TransferQuery
 from vista_sql.physical.store import (
+    ABANDONED_SECONDS,
     DEFAULT_MAX_BYTES,
     FeatureStore,
     StatementKeys,
@@ -235,6 +236,15 @@ def test_eviction_keeps_the_size_limit_least_recently_used_first(
     assert [e.meta["layer"] for e in store.evict(max_bytes=size)] == ["fc6"]
     assert [e.meta["layer"] for e in store.entries()] == ["fc7"]
     assert store.evict(max_bytes=0) and store.entries() == []
+
+
+def test_eviction_removes_writes_abandoned_long_ago(images: Path, tmp_path: Path) -> None:
+    store = FeatureStore(tmp_path / "cache")
+    abandoned, current = store.begin(), store.begin()
+    old = abandoned.stat().st_mtime - 2 * ABANDONED_SECONDS
+    os.utime(abandoned, (old, old))
+    store.evict()
+    assert list(store.tmp_dir.iterdir()) == [current]
 
 
 def test_clear_removes_entries_and_leftovers(images: Path, tmp_path: Path) -> None:

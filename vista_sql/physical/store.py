@@ -83,6 +83,9 @@ SIZE_ENV = "VISTA_SQL_CACHE_SIZE"
 DEFAULT_MAX_BYTES = 10 * 2**30
 IMAGE_EXTENSIONS = ("jpg", "jpeg", "png")
 """As ``physical.sources`` reads an image directory (its glob: each extension lower or upper)."""
+ABANDONED_SECONDS = 24 * 3600
+"""A write still in ``tmp/`` after this long was abandoned (its process died): eviction removes it.
+No statement writes one layer for a day."""
 FEATURE_CODE = ("decode.py", "inference.py", "layers.py", "weights.py")
 """Modules of ``vista_sql.udfs`` whose code decides the values of features (part of the key)."""
 
@@ -456,10 +459,16 @@ class FeatureStore:
         return True
 
     def evict(self, max_bytes: int | None = None) -> list[Entry]:
-        """Remove least recently used entries until the store holds at most ``max_bytes``."""
+        """Remove least recently used entries until the store holds at most ``max_bytes``, and
+        what writers that died left in ``tmp/`` more than ``ABANDONED_SECONDS`` ago."""
         limit = self.max_bytes if max_bytes is None else max_bytes
         removed: list[Entry] = []
         with self._locked():
+            if self.tmp_dir.is_dir():
+                for leftover in self.tmp_dir.iterdir():
+                    with contextlib.suppress(OSError):
+                        if time.time() - leftover.stat().st_mtime > ABANDONED_SECONDS:
+                            shutil.rmtree(leftover, ignore_errors=True)
             entries = self.entries()
             size = sum(entry.file_bytes for entry in entries)
             for entry in entries:
