@@ -160,7 +160,7 @@ def test_a_corrupt_weights_file_is_refused_before_any_data_is_read(
     with pytest.raises(WeightsError) as raised:
         vista_sql.execute(sql, spark=spark, progress=False)
     assert raised.value.highlight == f"WEIGHTS '{broken}'"
-    assert f"weights file '{broken}' is not a Keras weights file" in str(raised.value)
+    assert f"weights file '{broken}': it is not a Keras weights file" in str(raised.value)
 
 
 def test_weights_of_another_architecture_are_a_weights_error_naming_the_file(

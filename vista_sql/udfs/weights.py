@@ -124,7 +124,7 @@ def check_container(path: Path, shown: str) -> None:
 
     if path.suffix.lower() == ".keras":
         if not zipfile.is_zipfile(path):
-            raise WeightsError(f"weights file '{shown}' is not a .keras archive (not a zip file)")
+            raise WeightsError(f"cannot load weights file '{shown}': it is not a .keras archive")
         return
     import h5py
 
@@ -133,8 +133,8 @@ def check_container(path: Path, shown: str) -> None:
             pass
     except OSError as error:
         raise WeightsError(
-            f"weights file '{shown}' is not a Keras weights file (HDF5 could not open it:"
-            f" {error}); give a file saved with model.save_weights()"
+            f"cannot load weights file '{shown}': it is not a Keras weights file (HDF5 could"
+            f" not open it: {error}); give a file saved with model.save_weights()"
         ) from error
 
 
