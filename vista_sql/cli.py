@@ -8,6 +8,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Sequence
+from typing import Any
 
 from sqlglot.errors import ParseError
 
@@ -61,14 +62,25 @@ def build_parser() -> argparse.ArgumentParser:
     demo = commands.add_parser("demo", help="make a small Foods-like dataset and run a transfer")
     demo.add_argument("--rows", type=int, default=400)
     demo.add_argument("--cnn", default="alexnet")
+    demo.add_argument(
+        "--weights",
+        choices=["random", "imagenet"],
+        default="random",
+        help="seeded random weights, or ImageNet (squeezenet, efficientnet_lite0: extra 'real')",
+    )
     demo.add_argument("--out", help="dataset directory (default: a temporary one)")
     demo.add_argument("--no-progress", action="store_true")
     dataset = commands.add_parser("dataset", help="write a dataset")
-    dataset.add_argument("name", choices=["foods"])
-    dataset.add_argument("--rows", type=int, required=True)
+    dataset.add_argument("name", choices=["foods", "fashion-mnist", "clipart-foods"])
+    dataset.add_argument("--rows", type=int, help="rows (foods: required; fashion-mnist: 2000)")
     dataset.add_argument("--out", required=True)
     dataset.add_argument("--seed", type=int, default=0)
-    dataset.add_argument("--image-size", type=int, default=227)
+    dataset.add_argument("--image-size", type=int, help="pixels (foods: 227, others: 224)")
+    dataset.add_argument(
+        "--classes",
+        default="t-shirt,shirt",
+        help="fashion-mnist: the classes to keep, comma-separated (default: t-shirt,shirt)",
+    )
     dataset.add_argument("--overwrite", action="store_true")
     _add_cache_command(commands)
     return parser
@@ -139,28 +151,49 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _dataset(args: argparse.Namespace) -> int:
-    from vista_sql.datasets.foods import make_foods
-
     started = time.perf_counter()
-    made = make_foods(
-        args.out,
-        rows=args.rows,
-        seed=args.seed,
-        image_size=args.image_size,
-        overwrite=args.overwrite,
-    )
+    if args.name == "foods":
+        from vista_sql.datasets.foods import make_foods
+
+        if args.rows is None:
+            raise VistaError("dataset foods needs --rows N")
+        made: Any = make_foods(
+            args.out,
+            rows=args.rows,
+            seed=args.seed,
+            image_size=args.image_size or 227,
+            overwrite=args.overwrite,
+        )
+    elif args.name == "fashion-mnist":
+        from vista_sql.datasets.fashion_mnist import make_fashion_mnist
+
+        made = make_fashion_mnist(
+            args.out,
+            classes=tuple(c.strip() for c in args.classes.split(",")),
+            rows=args.rows or 2000,
+            seed=args.seed,
+            image_size=args.image_size or 224,
+            overwrite=args.overwrite,
+        )
+    else:
+        from vista_sql.datasets.clipart_foods import make_clipart_foods
+
+        made = make_clipart_foods(
+            args.out, seed=args.seed, image_size=args.image_size or 224, overwrite=args.overwrite
+        )
     seconds = time.perf_counter() - started
     print(f"wrote {made.rows} rows to {made.table_path} and {made.images_dir} in {seconds:.1f} s")
     return 0
 
 
-def demo_statement(images: str, table: str, cnn: str) -> str:
+def demo_statement(images: str, table: str, cnn: str, weights: str = "random") -> str:
     """The demo's statement: the VISTA paper's workload on a small Foods-like dataset."""
     layers = ", ".join(DEMO_LAYERS) if cnn == "alexnet" else "TOP 3"
     layers_clause = f"LAYERS ({layers})" if cnn == "alexnet" else f"LAYERS {layers}"
+    weights_clause = "WEIGHTS RANDOM SEED 7" if weights == "random" else "WEIGHTS IMAGENET"
     return (
         f"TRANSFER FEATURES OF '{images}' AS i\n"
-        f"  FROM CNN {cnn} WEIGHTS RANDOM SEED 7\n"
+        f"  FROM CNN {cnn} {weights_clause}\n"
         f"  {layers_clause}\n"
         f"  JOIN '{table}' AS f ON i.id = f.id\n"
         "  TRAIN LOGREG (max_iter = 10, reg_param = 0.1)\n"
@@ -176,7 +209,7 @@ def _demo(args: argparse.Namespace) -> int:
     out = args.out or os.path.join(tempfile.mkdtemp(prefix="vista-demo-"), "foods")
     print(f"making a Foods-like dataset of {args.rows} rows in {out} ...")
     made = make_foods(out, rows=args.rows, seed=0, image_size=227, overwrite=bool(args.out))
-    sql = demo_statement(str(made.images_dir), str(made.table_path), args.cnn)
+    sql = demo_statement(str(made.images_dir), str(made.table_path), args.cnn, args.weights)
     print(f"\n{sql};\n")
     started = time.perf_counter()
     result = vista_sql.execute(sql, progress=not args.no_progress)
