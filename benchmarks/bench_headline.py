@@ -1,7 +1,7 @@
 """The VISTA paper's headline, here: Naive feature transfer vs vista_sql, runtime and crashes.
 
     python benchmarks/bench_headline.py [--cnn alexnet,vgg16,resnet50] [--rows CNN=N,... | N]
-        [--repeat 1] [--budgets 3,4,6,8,12] [--budget-cnn vgg16] [--budget-rows N] [--no-budgets]
+        [--repeat 1] [--budgets 2,3,4,6,8] [--budget-cnn vgg16] [--budget-rows 64] [--no-budgets]
 
 The workload (the paper's, section 4): a Foods-like table (``vista_sql.datasets.make_foods``: 129
 numeric features, a ``healthy`` label, one 227x227 JPEG per row), features from AlexNet conv5..fc8,
@@ -63,13 +63,15 @@ cache). For vista_sql, its predicted runtime and peak (the decision's) as well.
 Memory budgets: the same workloads (by default VGG16's, on ``--budget-rows`` rows) under an
 operating-system limit, for each budget of the ladder, recording for each method whether it
 finished, was OOM-killed, failed inside Spark, or (vista_sql) refused with a ``ResourceError``
-because no plan fits. The limit is a cgroup memory controller child of this process's own cgroup
-(``benchmarks/cgroup.py``), not an rlimit: ``RLIMIT_AS`` caps each process's virtual memory, which
-TensorFlow and the JVM reserve by gigabytes without using, and it does not add up the processes
-of a Spark application; a cgroup limits the resident memory of the whole process tree, as a
-container does, and the kernel OOM-kills inside it. The ladder runs upwards and, unless
-``--budget-all``, a method that finished at a budget is not run again at larger ones (shown as
-finished, marked inferred). Without permission to make cgroups the budgets are skipped and said.
+because no plan fits. The limit is a cgroup v1 memory controller child of this process's own
+cgroup (``vista_sql.physical.cgroup``; every run gets one, with the machine's memory as its limit
+when there is no budget, so that the kernel's peak and OOM kills are recorded alike), not an
+rlimit: ``RLIMIT_AS`` caps each process's virtual memory, which TensorFlow and the JVM reserve by
+gigabytes without using, and it does not add up the processes of a Spark application; a cgroup
+limits the resident memory of the whole process tree, as a container does, and the kernel
+OOM-kills inside it. The ladder runs upwards and, unless ``--budget-all``, a method that finished
+at a budget is not run again at larger ones (shown as finished, marked inferred). Without
+permission to make cgroups the budgets are skipped and said.
 
 Writes ``benchmarks/results/headline.json`` and ``headline.png`` (``--results`` to change) and
 prints the tables. Run it alone on an idle machine: two cores shared with anything else make the
@@ -98,12 +100,10 @@ from typing import TYPE_CHECKING, Any
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
-sys.path.insert(0, str(REPO / "benchmarks"))
-
-from cgroup import MemoryLimit, unavailable_reason  # noqa: E402
 
 from vista_sql.catalog import current  # noqa: E402
 from vista_sql.logical.query import TransferQuery  # noqa: E402
+from vista_sql.physical.cgroup import MemoryCgroup, unavailable_reason  # noqa: E402
 from vista_sql.physical.monitor import MemorySample, sample  # noqa: E402
 from vista_sql.udfs.layer_stats import machine  # noqa: E402
 
@@ -121,10 +121,15 @@ TITLES = {
 }
 TOP_LAYERS = {"alexnet": 4, "vgg16": 3, "resnet50": 5}
 """The paper's layers: AlexNet conv5..fc8, VGG16 fc6..fc8, ResNet50's top 5."""
-DEFAULT_ROWS = {"alexnet": 2000, "vgg16": 400, "resnet50": 800}
-"""Rows per CNN by default: the whole run (runtimes and the budget ladder) in about 20 minutes on
-the 2-core machine this was written on (see benchmarks/HEADLINE.md for the estimate)."""
-DEFAULT_BUDGETS = (3.0, 4.0, 6.0, 8.0, 12.0)
+DEFAULT_ROWS = {"alexnet": 1500, "vgg16": 250, "resnet50": 400}
+"""Rows per CNN by default: each CNN's four runs in about 6-7 minutes on the 2-core machine this
+was written on, so that runtimes and the budget ladder take about 25 minutes together (the
+estimate, and what larger sizes give, are in benchmarks/HEADLINE.md). Inference dominates the
+fixed costs (JVM start, source checks, about 15 Spark jobs of training per layer) only from
+about these sizes on; the ratios grow with the rows."""
+DEFAULT_BUDGETS = (2.0, 3.0, 4.0, 6.0, 8.0)
+"""GiB. On VGG16 (64 rows) vista_sql needs 2.6 GiB by its own estimate (it refuses at 2), Naive in
+Spark two TensorFlow workers of about 2 GiB each besides its JVM."""
 SEED = 7
 BATCH = 32
 """Naive's and the ideal's TensorFlow batch: Keras's ``predict`` default."""
@@ -593,12 +598,15 @@ def launch(task: Task, timeout: float, use_cgroup: bool) -> dict[str, Any]:
         "budget_bytes": task.budget_bytes,
         "load_before": os.getloadavg()[0],
     }
-    group = MemoryLimit(task.budget_bytes) if use_cgroup else None
+    # Without a budget the group's limit is the machine's memory: no limit, but the kernel still
+    # counts the tree's peak and any OOM kill.
+    limit = task.budget_bytes if task.budget_bytes is not None else task.machine_bytes
+    group = MemoryCgroup.create(limit) if use_cgroup else None
     timed_out = False
     with open(log_path, "w") as log, group if group is not None else nullcontext():
         started = time.perf_counter()
         process = subprocess.Popen(
-            group.wrap(argv) if group is not None else argv,
+            group.command(argv) if group is not None else argv,
             stdout=log,
             stderr=subprocess.STDOUT,
             env=env,
@@ -618,8 +626,8 @@ def launch(task: Task, timeout: float, use_cgroup: bool) -> dict[str, Any]:
         peak.stop()
         sampler.join()
         if group is not None:
-            record["oom_kills"] = group.oom_kills()
-            record["cgroup_peak_bytes"] = group.max_usage()
+            record["oom_kills"] = group.oom_kills or 0
+            record["cgroup_peak_bytes"] = group.peak_bytes
     record["exit_code"] = process.returncode
     record["load_after"] = os.getloadavg()[0]
     if peak.peak is not None:
@@ -794,6 +802,8 @@ def summarize(records: list[dict[str, Any]]) -> dict[str, Any]:
                 "stages": stages,
                 "peak_bytes": max(r.get("peak", {}).get("total", 0) for r in done),
                 "predicted": done[0].get("predicted"),
+                "spark_jobs": done[0].get("spark_jobs"),
+                "store_write_seconds": (done[0].get("store") or {}).get("write_seconds"),
             }
         summary["runtime"][cnn] = {"rows": entry["rows"], "methods": methods}
         vista = methods.get("vista", {}).get("seconds")
@@ -877,6 +887,17 @@ def text_tables(summary: dict[str, Any]) -> str:
             f" vista_sql chose {predicted.get('alternative', '?')} ({predicted.get('choice', '')}),"
             f" predicted {_seconds(predicted.get('seconds'))},"
             f" {_gib(predicted.get('peak_bytes'))}"
+        )
+        vista_entry = entry["methods"].get("vista", {})
+        jobs = ", ".join(
+            f"{TITLES[m]} {entry['methods'][m]['spark_jobs']}"
+            for m in METHODS
+            if entry["methods"].get(m, {}).get("spark_jobs") is not None
+        )
+        store = vista_entry.get("store_write_seconds")
+        lines.append(
+            f"{'':<17}Spark jobs: {jobs}"
+            + (f"; vista_sql's feature store writes took {store:.1f} s" if store else "")
         )
     lines += ["", "accuracy per layer (validation split; must agree across methods and runs)"]
     for group, table in summary["accuracy"].items():
