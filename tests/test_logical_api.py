@@ -112,16 +112,38 @@ def test_explain_verbose_prints_the_plan_after_each_rule() -> None:
     assert all((s["plan"] is None) == (not s["changed"]) for s in json_steps)
 
 
-@pytest.mark.parametrize("prefix", ["", "EXPLAIN ", "EXPLAIN COST ", "EXPLAIN ANALYZE "])
-def test_physical_explain_modes_are_not_available_yet(prefix: str) -> None:
-    with pytest.raises(VistaError) as raised:
-        vista_sql.explain(prefix + TRANSFER)
-    mode = prefix.strip() or "EXPLAIN"
-    assert raised.value.description == (
-        f"{mode} is not available yet (it needs the cost model); "
-        "EXPLAIN LOGICAL and EXPLAIN VERBOSE are"
+@pytest.fixture(scope="module")
+def foods_sql(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """TRANSFER over a small real dataset (EXPLAIN reads its listing and Parquet footer)."""
+    from vista_sql.datasets.foods import make_foods
+
+    data = make_foods(tmp_path_factory.mktemp("explain") / "foods", rows=6, image_size=32)
+    return TRANSFER.replace("data/foods/images", str(data.images_dir)).replace(
+        "data/foods/foods.parquet", str(data.table_path)
     )
+
+
+def test_plain_explain_and_cost_print_the_chosen_plan_and_every_alternative(
+    foods_sql: str,
+) -> None:
+    plain = vista_sql.explain(foods_sql)
+    assert vista_sql.explain("EXPLAIN " + foods_sql) == plain
+    assert plain.startswith("== Physical Plan: ")
+    assert "== Spark Configuration ==" in plain
+    assert sum(line.startswith("* ") for line in plain.splitlines()) == 1
+    cost = vista_sql.explain("EXPLAIN COST " + foods_sql)
+    assert cost.splitlines()[0] == plain.splitlines()[0]
+    assert "== Cost of " in cost and "== Constants ==" in cost
+    document = json.loads(vista_sql.explain("EXPLAIN FORMAT JSON " + foods_sql))
+    assert document["mode"] == "physical"
+    assert plain.startswith(f"== Physical Plan: {document['chosen']} ==")
+
+
+def test_explain_of_missing_sources_points_at_the_path() -> None:
+    with pytest.raises(VistaError) as raised:
+        vista_sql.explain(TRANSFER)
     assert raised.value.line == 1
+    assert "data/foods/images" in (raised.value.highlight or "")
 
 
 def test_describe_cnn_prints_unmeasured_statistics_as_question_marks() -> None:
