@@ -175,20 +175,33 @@ def table(result: dict[str, Any]) -> str:
 
 
 def plot(result: dict[str, Any], path: Path) -> None:
+    """Each run's seconds, stacked: inference (stored reads included), training, the rest."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    figure, axes = plt.subplots(figsize=(7, 3.5))
-    values = [result["seconds"][run] for run in RUNS]
-    bars = axes.bar(RUNS, values, color=["#999999", "#4c72b0", "#55a868", "#55a868"])
-    for bar, value in zip(bars, values, strict=True):
-        axes.annotate(f"{value:.1f} s", (bar.get_x() + bar.get_width() / 2, value), ha="center")
+    figure, axes = plt.subplots(figsize=(7, 3.8))
+    totals = [result["seconds"][run] for run in RUNS]
+    inference = [result["inference seconds"][run] for run in RUNS]
+    training = [result["train seconds"][run] for run in RUNS]
+    rest = [max(0.0, t - i - r) for t, i, r in zip(totals, inference, training, strict=True)]
+    axes.bar(
+        RUNS, inference, label="inference or stored reads (+ writing the store)", color="#4c72b0"
+    )
+    axes.bar(RUNS, training, bottom=inference, label="training", color="#dd8452")
+    bottom = [i + r for i, r in zip(inference, training, strict=True)]
+    axes.bar(RUNS, rest, bottom=bottom, label="other (source checks, jobs)", color="#bbbbbb")
+    for index, total in enumerate(totals):
+        axes.annotate(
+            f"{total:.1f} s", (index, total), xytext=(0, 3), textcoords="offset points", ha="center"
+        )
     axes.set_ylabel("seconds")
+    axes.set_ylim(0, max(totals) * 1.15)
     axes.set_title(
         f"Feature store: {result['cnn']} {', '.join(result['layers'])}, {result['rows']} images"
     )
+    axes.legend(fontsize="small")
     figure.tight_layout()
     figure.savefig(path, dpi=120)
 
