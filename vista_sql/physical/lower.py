@@ -145,4 +145,8 @@ class Lowering:
         vector = array_to_vector(F.concat(F.col(STRUCT), cnn))
         features = F.when(cnn.isNotNull(), vector).alias(FEATURES)
         errors = [ERROR] if ERROR in frame.columns else []
-        return frame.select(KEY, LABEL, features, *errors)
+        # A shuffle join leaves spark.sql.shuffle.partitions partitions (200 in a session left at
+        # Spark's defaults), and the cached branch table keeps them: every training iteration
+        # would then run that many tasks. The plan's partition count holds for training too.
+        assembled = frame.select(KEY, LABEL, features, *errors)
+        return assembled.coalesce(self.settings.partitions)

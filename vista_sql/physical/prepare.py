@@ -116,48 +116,52 @@ def prepare_table(table: DataFrame, query: TransferQuery) -> PreparedTable:
                 )
             features.append(column)
 
-    if table.limit(1).count() == 0:
-        raise _error(query, "table", "the structured source is empty", DataError)
-    _check_duplicates(table.select(KEY), "structured source", query, "table")
-
     no_label = F.col(label).isNull()
     if dict(table.dtypes)[label] in ("float", "double"):
         no_label = no_label | F.isnan(F.col(label))
-    null_labels = table.filter(no_label).select(KEY).orderBy(KEY).limit(SHOWN_IDS).collect()
-    if null_labels:
-        count = table.filter(no_label).count()
+    gaps = [F.col(c).isNull() | F.isnan(F.col(c).cast("double")) for c in features]
+    bad = functools.reduce(operator.or_, gaps, F.lit(False))
+    # One job profiles the whole table; the ids behind a problem are fetched only when there is
+    # one (Spark jobs cost a fixed ~0.1-0.3 s each, which dominates small inputs).
+    profile = table.select(
+        F.count(F.lit(1)),
+        F.sum(F.col(KEY).isNull().cast("int")),
+        F.count_distinct(F.col(KEY)),
+        F.sum(no_label.cast("int")),
+        F.sum(bad.cast("int")),
+        F.collect_set(F.when(~no_label, F.col(label))),
+        *[F.max(gap.cast("int")) for gap in gaps],
+    ).collect()[0]
+    rows, null_keys, distinct_keys, no_labels, gap_rows, label_values = profile[:6]
+    if rows == 0:
+        raise _error(query, "table", "the structured source is empty", DataError)
+    _check_keys(
+        table.select(KEY), rows, null_keys or 0, distinct_keys, "structured source", query, "table"
+    )
+    if no_labels:
+        null_labels = table.filter(no_label).select(KEY).orderBy(KEY).limit(SHOWN_IDS).collect()
         raise _data_error(
             query,
             "label",
-            f"{count} rows have no label {label} (null or NaN): ids {_ids(null_labels)}; give "
+            f"{no_labels} rows have no label {label} (null or NaN): ids {_ids(null_labels)}; give "
             "every row a label or filter them out",
             null_labels,
-            count,
+            no_labels,
         )
-    if features:
-        gaps = [F.col(c).isNull() | F.isnan(F.col(c).cast("double")) for c in features]
-        bad = functools.reduce(operator.or_, gaps)
-        summary = table.select(
-            F.sum(bad.cast("int")), *[F.max(gap.cast("int")) for gap in gaps]
-        ).collect()[0]
-        count = int(summary[0] or 0)
-        if count:
-            bad_rows = table.filter(bad).select(KEY).orderBy(KEY).limit(SHOWN_IDS).collect()
-            columns_with_gaps = [c for c, gap in zip(features, summary[1:], strict=True) if gap]
-            raise _data_error(
-                query,
-                "features" if query.features is not None else "table",
-                f"{count} rows have null or NaN structured features (in "
-                f"{', '.join(columns_with_gaps[:SHOWN_IDS])}): ids {_ids(bad_rows)}; vista_sql "
-                "does not impute: fill or drop them, or leave those columns out of FEATURES",
-                bad_rows,
-                count,
-            )
+    if gap_rows:
+        bad_rows = table.filter(bad).select(KEY).orderBy(KEY).limit(SHOWN_IDS).collect()
+        columns_with_gaps = [c for c, gap in zip(features, profile[6:], strict=True) if gap]
+        raise _data_error(
+            query,
+            "features" if query.features is not None else "table",
+            f"{gap_rows} rows have null or NaN structured features (in "
+            f"{', '.join(columns_with_gaps[:SHOWN_IDS])}): ids {_ids(bad_rows)}; vista_sql "
+            "does not impute: fill or drop them, or leave those columns out of FEATURES",
+            bad_rows,
+            gap_rows,
+        )
 
-    values = sorted(
-        (r[0] for r in table.select(label).distinct().collect()),
-        key=lambda v: (str(type(v)), v),
-    )
+    values = sorted(label_values, key=lambda v: (str(type(v)), v))
     if len(values) < 2:
         raise _error(
             query,
@@ -183,11 +187,22 @@ def _data_error(
     return DataError(str(base), base.errors, ids=tuple(r[0] for r in rows), count=count)
 
 
-def _check_duplicates(keys: DataFrame, side: str, query: TransferQuery, clause: str) -> None:
-    """Null and duplicated keys fail: the join would drop the one and multiply the other."""
+def _check_keys(
+    keys: DataFrame,
+    rows: int,
+    nulls: int,
+    distinct: int,
+    side: str,
+    query: TransferQuery,
+    clause: str,
+) -> None:
+    """Null and duplicated keys fail: the join would drop the one and multiply the other.
+
+    ``rows``, ``nulls`` and ``distinct`` come from the side's profile; the duplicated ids are
+    fetched only when there are some.
+    """
     from pyspark.sql import functions as F
 
-    nulls = keys.filter(F.col(KEY).isNull()).count()
     if nulls:
         raise _data_error(
             query,
@@ -196,18 +211,30 @@ def _check_duplicates(keys: DataFrame, side: str, query: TransferQuery, clause: 
             [],
             nulls,
         )
-    duplicated = keys.groupBy(KEY).count().filter(F.col("count") > 1)
-    rows = duplicated.orderBy(KEY).limit(SHOWN_IDS).collect()
-    if rows:
+    if distinct < rows:
+        duplicated = keys.groupBy(KEY).count().filter(F.col("count") > 1)
+        found = duplicated.orderBy(KEY).limit(SHOWN_IDS).collect()
         count = duplicated.count()
         raise _data_error(
             query,
             clause,
-            f"the {side} has {count} duplicated ids (first: {_ids(rows)}); the join would "
+            f"the {side} has {count} duplicated ids (first: {_ids(found)}); the join would "
             "multiply rows: make the key unique",
-            rows,
+            found,
             count,
         )
+
+
+def _key_profile(keys: DataFrame) -> tuple[int, int, int]:
+    """(rows, null keys, distinct keys) of a side, in one job."""
+    from pyspark.sql import functions as F
+
+    profile = keys.select(
+        F.count(F.lit(1)),
+        F.sum(F.col(KEY).isNull().cast("int")),
+        F.count_distinct(F.col(KEY)),
+    ).collect()[0]
+    return int(profile[0]), int(profile[1] or 0), int(profile[2])
 
 
 def check_images(source: ImageSource, query: TransferQuery) -> None:
@@ -223,9 +250,11 @@ def check_images(source: ImageSource, query: TransferQuery) -> None:
             query.origins.get("images"),
         )
         raise DataError(str(base), base.errors, ids=source.unnamed_files[:SHOWN_IDS], count=count)
-    if source.frame.limit(1).count() == 0:
+    keys = source.frame.select(KEY)
+    rows, nulls, distinct = _key_profile(keys)
+    if rows == 0:
         raise _error(query, "images", "the image source has no images", DataError)
-    _check_duplicates(source.frame.select(KEY), "image source", query, "images")
+    _check_keys(keys, rows, nulls, distinct, "image source", query, "images")
 
 
 def align_keys(
@@ -286,13 +315,20 @@ def unmatched(
 
     With ``query``, no key in common at all is a DataError (pointing at the ON clause).
     """
+    from pyspark.sql import functions as F
+
     image_keys = images.select(KEY)
     table_keys = table.select(KEY)
-    counts = {
-        "images": image_keys.join(table_keys, KEY, "left_anti").count(),
-        "table": table_keys.join(image_keys, KEY, "left_anti").count(),
-    }
-    if query is not None and counts["images"] == image_keys.count():
+    sides = image_keys.withColumn("_image", F.lit(1)).join(
+        table_keys.withColumn("_table", F.lit(1)), KEY, "full_outer"
+    )
+    only_images, only_table, both = sides.select(
+        F.sum(F.col("_table").isNull().cast("int")),
+        F.sum(F.col("_image").isNull().cast("int")),
+        F.sum((F.col("_image").isNotNull() & F.col("_table").isNotNull()).cast("int")),
+    ).collect()[0]
+    counts = {"images": int(only_images or 0), "table": int(only_table or 0)}
+    if query is not None and not both:
         image_ids = image_keys.orderBy(KEY).limit(3).collect()
         table_ids = table_keys.orderBy(KEY).limit(3).collect()
         raise _error(
