@@ -56,7 +56,6 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import functools
 import hashlib
 import json
 import os
@@ -69,6 +68,7 @@ from pathlib import Path
 from typing import Any
 
 from vista_sql.catalog import Catalog, CnnInfo, LayerInfo
+from vista_sql.digest import file_sha256
 from vista_sql.errors import VistaError
 from vista_sql.logical.plan import OutputForm, SourceRef, WeightsSpec
 from vista_sql.logical.query import Options, TransferQuery
@@ -184,21 +184,6 @@ def image_fingerprint(directory: Path) -> tuple[str, int]:
     return digest.hexdigest(), count
 
 
-def _file_sha256(path: Path) -> str:
-    stat = path.stat()
-    return _sha256_of(str(path), stat.st_size, stat.st_mtime_ns)
-
-
-@functools.cache
-def _sha256_of(path: str, size: int, mtime_ns: int) -> str:
-    """A file's SHA-256, remembered per (path, size, mtime) for this process."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as stream:
-        while chunk := stream.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def cnn_identity(info: CnnInfo) -> str:
     """What decides a CNN's features besides its weights (see the module docstring)."""
     from vista_sql.udfs import registry
@@ -220,7 +205,7 @@ def cnn_identity(info: CnnInfo) -> str:
     module = udfs / "cnns" / f"{info.name}.py"
     if module.is_file():
         code.append(module)
-    digests = [_file_sha256(path) for path in code]
+    digests = [file_sha256(path) for path in code]
     found = registry.registered(info.name)
     if found is not None:
         digests.append(found.digest)
@@ -237,7 +222,7 @@ def weights_identity(cnn: str, weights: WeightsSpec) -> str | None:
         path = weights_file(cnn, weights, download=False)
     except VistaError:
         return None
-    return None if path is None else f"file sha256 {_file_sha256(Path(path))}"
+    return None if path is None else f"file sha256 {file_sha256(Path(path))}"
 
 
 @dataclass(frozen=True, slots=True)

@@ -22,7 +22,6 @@ variable is set) is the same as for a downloaded file.
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import importlib.util
 import math
@@ -38,6 +37,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from vista_sql.digest import file_sha256
 from vista_sql.errors import VistaError
 from vista_sql.logical.plan import WeightsSpec
 from vista_sql.udfs.cnns import PackagedWeights, definition
@@ -200,7 +200,7 @@ def packaged_file(cnn: str, packaged: PackagedWeights) -> Path:
     atomically (a concurrent conversion writes the same bytes under the same name).
     """
     source = packaged_source(cnn, packaged)
-    name = f"{cnn}_imagenet_{_file_sha256(source)[:16]}.weights.h5"
+    name = f"{cnn}_imagenet_{file_sha256(source)[:16]}.weights.h5"
     for directory in keras_cache_dirs():
         if (directory / name).is_file():
             return directory / name
@@ -253,21 +253,6 @@ def convert_packaged(cnn: str, packaged: PackagedWeights, source: Path, target: 
         os.replace(partial, target)
     finally:
         partial.unlink(missing_ok=True)
-
-
-def _file_sha256(path: Path) -> str:
-    stat = path.stat()
-    return _sha256_of(str(path), stat.st_size, stat.st_mtime_ns)
-
-
-@functools.cache
-def _sha256_of(path: str, size: int, mtime_ns: int) -> str:
-    """SHA-256 of a file, remembered per (path, size, mtime): weights_file runs per inference."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as stream:
-        while chunk := stream.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _download(url: str, target: Path, md5: str) -> None:
