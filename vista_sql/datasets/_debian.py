@@ -9,21 +9,18 @@ picked as default ``FEATURES``).
 
 from __future__ import annotations
 
-import numbers
-import re
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from vista_sql.datasets import _output
+from vista_sql.datasets._output import is_integer
 from vista_sql.errors import VistaError
 
 ID_COLUMN = "id"
-IMAGES_DIRNAME = "images"
 MIN_IMAGE_SIZE = 32
 MAX_IMAGE_SIZE = 1024
-OWN_IMAGE_NAME = re.compile(r"[0-9]+\.png")
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,41 +63,9 @@ def check_arguments(seed: int, image_size: int) -> None:
         )
 
 
-def is_integer(value: object) -> bool:
-    """An int or a numpy integer, but not a bool."""
-    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
-
-
 def prepare_directory(root: Path, table_path: Path, overwrite: bool) -> Path:
-    """Refuse a non-empty ``root`` unless ``overwrite``; then remove only what a run writes.
-
-    Returns the (empty, existing) images directory.
-    """
-    images_dir = root / IMAGES_DIRNAME
-    if root.exists() and not root.is_dir():
-        raise VistaError(f"cannot write the dataset to {str(root)!r}: it is not a directory")
-    if root.exists() and any(root.iterdir()):
-        if not overwrite:
-            raise VistaError(
-                f"output directory {str(root)!r} is not empty; choose an empty or new directory,"
-                " or pass overwrite=True (--overwrite) to replace the dataset in it"
-            )
-        if images_dir.exists():
-            foreign = sorted(
-                entry.name
-                for entry in images_dir.iterdir()
-                if not (entry.is_file() and OWN_IMAGE_NAME.fullmatch(entry.name))
-            )
-            if foreign:
-                raise VistaError(
-                    f"will not overwrite {str(images_dir)!r}: it holds files this generator did"
-                    f" not write ({', '.join(foreign[:3])}{', ...' if len(foreign) > 3 else ''});"
-                    " move them away or choose another directory"
-                )
-            shutil.rmtree(images_dir)
-        table_path.unlink(missing_ok=True)
-    images_dir.mkdir(parents=True, exist_ok=True)
-    return images_dir
+    """The images directory of a new dataset of PNG images (see ``_output.prepare_directory``)."""
+    return _output.prepare_directory(root, [table_path], "png", overwrite)
 
 
 def write_parquet(path: Path, columns: dict[str, np.ndarray | list[str]]) -> None:

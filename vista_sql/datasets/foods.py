@@ -77,10 +77,7 @@ from __future__ import annotations
 
 import itertools
 import math
-import numbers
 import os
-import re
-import shutil
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
@@ -90,6 +87,7 @@ from pathlib import Path
 import numpy as np
 
 from vista_sql.datasets._foods_render import CATEGORIES, render_food_jpeg
+from vista_sql.datasets._output import IMAGES_DIRNAME, is_integer, prepare_directory
 from vista_sql.errors import VistaError, did_you_mean
 
 BASE_FEATURES: tuple[str, ...] = (
@@ -115,7 +113,6 @@ FEATURE_COLUMNS: tuple[str, ...] = (
 ID_COLUMN = "id"
 LABEL_COLUMN = "healthy"
 TABLE_STEM = "foods"
-IMAGES_DIRNAME = "images"
 FORMATS: tuple[str, ...] = ("parquet", "csv")
 
 _ROW_STREAM = 0
@@ -124,7 +121,6 @@ _MIN_IMAGE_SIZE = 32
 _MAX_IMAGE_SIZE = 1024
 _CHUNK_ROWS = 100
 _PARALLEL_FROM_ROWS = 1000
-_OWN_IMAGE_NAME = re.compile(r"[0-9]+\.jpg")
 
 
 @dataclass(frozen=True, slots=True)
@@ -309,8 +305,7 @@ def make_foods(
     root = Path(out_dir)
     images_dir = root / IMAGES_DIRNAME
     table_path = root / f"{TABLE_STEM}.{fmt}"
-    _prepare_directory(root, images_dir, overwrite)
-    images_dir.mkdir(parents=True, exist_ok=True)
+    prepare_directory(root, [root / f"{TABLE_STEM}.{f}" for f in FORMATS], "jpg", overwrite)
 
     nutrition = np.empty((rows, len(BASE_FEATURES)), dtype=np.float64)
     labels = np.empty(rows, dtype=np.int64)
@@ -347,52 +342,19 @@ def feature_matrix(nutrition: np.ndarray) -> np.ndarray:
 
 
 def _check_arguments(rows: int, seed: int, image_size: int, fmt: str, workers: int | None) -> None:
-    if not _is_integer(rows) or rows < 1:
+    if not is_integer(rows) or rows < 1:
         raise VistaError(f"rows must be a positive integer, got {rows!r}")
-    if not _is_integer(seed) or seed < 0:
+    if not is_integer(seed) or seed < 0:
         raise VistaError(f"seed must be a non-negative integer, got {seed!r}")
-    if not _is_integer(image_size) or not _MIN_IMAGE_SIZE <= image_size <= _MAX_IMAGE_SIZE:
+    if not is_integer(image_size) or not _MIN_IMAGE_SIZE <= image_size <= _MAX_IMAGE_SIZE:
         raise VistaError(
             f"image_size must be an integer between {_MIN_IMAGE_SIZE} and {_MAX_IMAGE_SIZE} "
             f"pixels, got {image_size!r}"
         )
     if fmt not in FORMATS:
         raise VistaError(f"unknown table format {fmt!r}; {did_you_mean(fmt, FORMATS)}")
-    if workers is not None and (not _is_integer(workers) or workers < 1):
+    if workers is not None and (not is_integer(workers) or workers < 1):
         raise VistaError(f"workers must be an integer of at least 1, got {workers!r}")
-
-
-def _is_integer(value: object) -> bool:
-    """An int or a numpy integer, but not a bool (``True`` rows would be a mistake)."""
-    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
-
-
-def _prepare_directory(root: Path, images_dir: Path, overwrite: bool) -> None:
-    """Refuse a non-empty ``root`` unless ``overwrite``; then remove only what a run writes."""
-    if root.exists() and not root.is_dir():
-        raise VistaError(f"cannot write the dataset to {str(root)!r}: it is not a directory")
-    if not root.exists() or not any(root.iterdir()):
-        return
-    if not overwrite:
-        raise VistaError(
-            f"output directory {str(root)!r} is not empty; choose an empty or new directory, "
-            "or pass overwrite=True (--overwrite) to replace the dataset in it"
-        )
-    if images_dir.exists():
-        foreign = sorted(
-            entry.name
-            for entry in images_dir.iterdir()
-            if not (entry.is_file() and _OWN_IMAGE_NAME.fullmatch(entry.name))
-        )
-        if foreign:
-            raise VistaError(
-                f"will not overwrite {str(images_dir)!r}: it holds files this generator did not "
-                f"write ({', '.join(foreign[:3])}{', ...' if len(foreign) > 3 else ''}); "
-                "move them away or choose another directory"
-            )
-        shutil.rmtree(images_dir)
-    for fmt in FORMATS:
-        (root / f"{TABLE_STEM}.{fmt}").unlink(missing_ok=True)
 
 
 def _worker_count(rows: int, workers: int | None) -> int:
