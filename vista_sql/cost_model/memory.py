@@ -61,6 +61,7 @@ from vista_sql.logical.plan import (
     Infer,
     Join,
     Persist,
+    Plan,
     StoredScan,
     TableScan,
     Train,
@@ -272,6 +273,9 @@ class Needs:
 
     task_memory: dict[int, Estimate]
     per_worker: Estimate
+    """Python memory of one task: its pipeline's workers together."""
+    chained: int
+    """Python workers one task runs at once: the longest pipeline of inference operators."""
     workers: Estimate
     daemon: Estimate
     arrow: Estimate
@@ -307,15 +311,19 @@ def needs(facts: PlanFacts, choice: Choice, resources: Resources, consts: CostCo
     infers = [(f, f.infer) for f in facts.nodes if f.infer is not None and f.passes > 0]
     task_memory: dict[int, Estimate] = {}
 
-    # Python workers: one per task slot; a reused worker keeps only its latest model.
+    # Python workers: one per inference operator of a task's pipeline (see ``pipelines``), per
+    # task slot; a reused worker keeps only its latest model.
     for f, infer in infers:
         task_memory[f.number] = worker_bytes(infer, choice, consts, gpu)
-    per_worker = largest(task_memory[f.number] for f, _ in infers)
+    chains = pipelines(facts)
+    per_worker = largest(total([task_memory[f.number] for f in chain]) for chain in chains)
+    chained = max((len(chain) for chain in chains), default=0)
     workers = per_worker * slots if infers else ZERO
     daemon = Estimate.inexact(consts.python_daemon_bytes) if infers else ZERO
     arrow = largest(
-        (infer.input_bytes + infer.output_bytes) * (choice.arrow_rows * slots)
-        for _, infer in infers
+        total([f.infer.input_bytes + f.infer.output_bytes for f in chain if f.infer is not None])
+        * (choice.arrow_rows * slots)
+        for chain in chains
     )
     driver_python = Estimate.inexact(consts.driver_python_bytes) if local else ZERO
 
@@ -386,6 +394,7 @@ def needs(facts: PlanFacts, choice: Choice, resources: Resources, consts: CostCo
     return Needs(
         task_memory=task_memory,
         per_worker=per_worker,
+        chained=chained,
         workers=workers,
         daemon=daemon,
         arrow=arrow,
@@ -403,6 +412,39 @@ def needs(facts: PlanFacts, choice: Choice, resources: Resources, consts: CostCo
         want=want,
         has_python=bool(infers),
     )
+
+
+def pipelines(facts: PlanFacts) -> list[list[NodeFacts]]:
+    """The chains of inference operators that run in one task, each Python worker beside the next.
+
+    Spark runs every ``mapInArrow`` of a pipeline in its own Python worker process, so a task
+    computing a staged plan without persistence (conv5 -> fc6 -> fc7 -> fc8 in one pass over the
+    images) holds four workers, each with the TensorFlow runtime and its part of the model, at
+    once. A ``Persist`` ends a chain: the executor materialises it in a job of its own, and the
+    operators above read the cached rows. Joins do not: which side Spark streams through the
+    join's pipeline is its choice, so the chain continues below either side (the heavier one
+    counts). One chain per inference operator, from it down; the top ones are the ones that run.
+    """
+    below: dict[int, list[NodeFacts]] = {}
+
+    def chain(node: Plan) -> list[NodeFacts]:
+        """The heaviest chain of inference operators from ``node`` down, not crossing a Persist."""
+        key = id(node)
+        if key in below:
+            return below[key]
+        deeper = [chain(child) for child in node.children if not isinstance(child, Persist)]
+        longest = max(deeper, key=len, default=[])
+        f = facts.of(node)
+        found = [f, *longest] if f.infer is not None and f.passes > 0 else longest
+        below[key] = found
+        return found
+
+    return [chain(f.node) for f in facts.nodes if f.infer is not None and f.passes > 0]
+
+
+def _per_task(need: Needs) -> str:
+    text = need.per_worker.format("bytes")
+    return f"{text} ({need.chained} workers in a pipeline)" if need.chained > 1 else text
 
 
 def node_memory_for(heap: float, need: Needs, consts: CostConstants) -> float:
@@ -439,7 +481,7 @@ def memory_model(
     slots = choice.executor_cores
     gpu = resources.gpu_memory_bytes is not None
     task_memory = need.task_memory
-    per_worker, workers, daemon, arrow = need.per_worker, need.workers, need.daemon, need.arrow
+    workers, daemon, arrow = need.workers, need.daemon, need.arrow
     driver_python = need.driver_python
     pinned, user_need, user_detail = need.pinned, need.user_need, need.user_detail
     cache_peak, hard, want = need.cache_peak, need.hard, need.want
@@ -510,7 +552,7 @@ def memory_model(
             workers,
             None,
             "node",
-            f"{slots} x {per_worker.format('bytes')}: TF runtime, partial model, batch"
+            f"{slots} x {_per_task(need)}: TF runtime, partial model, batch"
             f" {choice.batch_size}, Arrow batches"
             if infers
             else "no Python stage",
@@ -524,7 +566,7 @@ def memory_model(
             "python_workers" if workers_dominate else "jvm_heap",
             node_lower,
             memory,
-            f"{slots} x {per_worker.format('bytes')}"
+            f"{slots} x {_per_task(need)}"
             if workers_dominate
             else f"heap needs {format_bytes(hard)}",
         )

@@ -206,8 +206,13 @@ def run_query(
     master: str | None = None,
     progress: bool = True,
     into: str | None = None,
+    alternative: str | None = None,
 ) -> TransferResult:
-    """Decide, configure the session, check the sources, run, and explain one statement."""
+    """Decide, configure the session, check the sources, run, and explain one statement.
+
+    ``alternative`` (internal: the calibration benchmark's) runs that logical alternative, with
+    the physical choices the optimizer makes for it, instead of the fastest (see ``decide``).
+    """
     from vista_sql.cost_model.decide import decide
     from vista_sql.cost_model.explain import explain_json, explain_text
     from vista_sql.cost_model.stats import gather_stats
@@ -236,7 +241,15 @@ def run_query(
     store = store_settings(query.options)
     keys = statement_keys(query, catalog, tables) if store.enabled else None
     stored = stored_layers(query, catalog, tables, keys) if keys is not None else ()
-    decision = decide(query, catalog, tables, stats=stats, resources=resources, stored=stored)
+    decision = decide(
+        query,
+        catalog,
+        tables,
+        stats=stats,
+        resources=resources,
+        stored=stored,
+        alternative=alternative,
+    )
     chosen = decision.chosen
     conf = chosen.config.as_spark_conf()
     if master is not None and not master.startswith("local"):
@@ -250,7 +263,15 @@ def run_query(
         # Entries written under other image ids (file names cast to another key type) do not
         # join with these; decide again without them (rare: the same images, another table).
         stored = tuple(layer for layer in stored if layer.key_type == image_key_type)
-        decision = decide(query, catalog, tables, stats=stats, resources=resources, stored=stored)
+        decision = decide(
+            query,
+            catalog,
+            tables,
+            stats=stats,
+            resources=resources,
+            stored=stored,
+            alternative=alternative,
+        )
         chosen = decision.chosen
     plan = chosen.plan
     settings = LoweringSettings(
