@@ -191,7 +191,25 @@ def max_heap(available: float, consts: CostConstants) -> float:
     return max(0.0, min(available - consts.jvm_overhead_min_bytes, switch))
 
 
-def worker_bytes(infer: InferFacts, choice: Choice, consts: CostConstants, gpu: bool) -> Estimate:
+PARTITION_SKEW = 1.5
+"""The largest of a plan's hash partitions against their mean, for the batches a task can form:
+hashing a few hundred keys into a handful of partitions leaves some up to half above the mean."""
+
+
+def task_rows(rows: Estimate, choice: Choice) -> float | None:
+    """The most rows one inference task sees (its partition), None when the rows are unknown."""
+    if not rows.known:
+        return None
+    return math.ceil(rows.lower_bound / choice.partitions * PARTITION_SKEW)
+
+
+def worker_bytes(
+    infer: InferFacts,
+    choice: Choice,
+    consts: CostConstants,
+    gpu: bool,
+    rows: float | None = None,
+) -> Estimate:
     """One Python worker's resident memory while running this inference.
 
     From the catalog's measured peak RSS (inferring from the image to the top output) when there
@@ -199,13 +217,18 @@ def worker_bytes(infer: InferFacts, choice: Choice, consts: CostConstants, gpu: 
     base, the partial model's parameters, the activations at the batch size. Plus the batch
     buffers the measurement does not include: the decoded images (uint8 and float32) and the
     Arrow/pandas copies of maxRecordsPerBatch rows in and out.
+
+    ``rows``: the most rows the task sees (``task_rows``). The worker slices the Arrow batches of
+    its partition into model batches, so neither holds more rows than the partition has: 120
+    images in 4 partitions run VGG16 in batches of at most ~45 whatever the batch size.
     """
-    batch = choice.batch_size
+    batch = choice.batch_size if rows is None else max(1, min(choice.batch_size, int(rows)))
     per_image = infer.activation_bytes * consts.tf_workspace_factor
     decoded = Estimate.exact(batch * infer.input_pixels * 3 * 5 if infer.decodes else 0)
     object_bytes = consts.python_object_bytes if infer.decodes else 0
-    arrow_in = (infer.input_bytes + object_bytes) * (2 * choice.arrow_rows)
-    arrow_out = infer.output_bytes * (2 * choice.arrow_rows)
+    arrow_rows = choice.arrow_rows if rows is None else max(1, min(choice.arrow_rows, int(rows)))
+    arrow_in = (infer.input_bytes + object_bytes) * (2 * arrow_rows)
+    arrow_out = infer.output_bytes * (2 * arrow_rows)
     buffers = decoded + arrow_in + arrow_out
     if gpu:
         return (consts.python_worker_base_bytes + buffers).inexact_()
@@ -314,7 +337,7 @@ def needs(facts: PlanFacts, choice: Choice, resources: Resources, consts: CostCo
     # Python workers: one per inference operator of a task's pipeline (see ``pipelines``), per
     # task slot; a reused worker keeps only its latest model.
     for f, infer in infers:
-        task_memory[f.number] = worker_bytes(infer, choice, consts, gpu)
+        task_memory[f.number] = worker_bytes(infer, choice, consts, gpu, task_rows(f.rows, choice))
     chains = pipelines(facts)
     per_worker = largest(total([task_memory[f.number] for f in chain]) for chain in chains)
     chained = max((len(chain) for chain in chains), default=0)

@@ -24,6 +24,7 @@ from vista_sql.cost_model.facts import DOUBLE_BYTES, NodeFacts, PlanFacts
 from vista_sql.cost_model.memory import (
     MemoryModel,
     branch_table_bytes,
+    pipelines,
     stored_bytes,
     training_blocks,
 )
@@ -145,7 +146,8 @@ def runtime(
 def _startup(facts: PlanFacts, consts: CostConstants) -> Estimate:
     """Python workers start once (reused after); each inference's model is built, and traced on
     its first batch, once per worker (all workers in parallel). Building materializes the
-    variables the worker does not hold yet: the new segment's parameters."""
+    variables the worker does not hold yet: the new segment's parameters. A pipeline of
+    inferences (``memory.pipelines``: staged without persisting) starts a worker per stage."""
     infers = [f.infer for f in facts.nodes if f.infer is not None and f.passes > 0]
     if not infers:
         return ZERO
@@ -162,7 +164,8 @@ def _startup(facts: PlanFacts, consts: CostConstants) -> Estimate:
         else Estimate.absent()
     )
     traces = len(infers) * consts.tf_first_call_seconds
-    return builds + traces + consts.python_worker_start_seconds
+    chained = max((len(chain) for chain in pipelines(facts)), default=1)
+    return builds + traces + consts.python_worker_start_seconds * chained
 
 
 def _operator(
