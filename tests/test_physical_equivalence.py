@@ -156,3 +156,35 @@ def test_join_strategies_and_storage_levels_agree(
     for name in ("eager/before_join/persist", "staged/before_join/persist"):
         plan = physical(plans[name].plan, join, level)
         assert_same(run(plan, query, prepared, 2), reference, f"{name} {join} {level}")
+
+
+def test_a_users_session_keeps_every_join_partition_its_own_task(
+    spark: Any, plans: dict[str, Alternative], prepared: Prepared
+) -> None:
+    """On a user's session at Spark's default 200 shuffle partitions the branch table still has
+    the plan's partitions, but not by coalescing the join's: a coalesce runs many shuffled hash
+    join partitions in one task, holding each one's hash map (at least a memory page) until the
+    task ends, which ran a 4 GiB heap out of execution memory on 500 VGG16 rows."""
+    from vista_sql.logical.plan import Assemble
+    from vista_sql.physical.lower import Lowering
+
+    plan = physical(plans["eager/after_join/persist"].plan, "shuffle", "serialized")
+    assemble = next(node for node in plan.walk() if isinstance(node, Assemble))
+    before = spark.conf.get("spark.sql.shuffle.partitions")
+    spark.conf.set("spark.sql.shuffle.partitions", "200")
+    try:
+        settings = LoweringSettings(partitions=3, batch_size=8, threads=1)
+        lowering = Lowering(images=prepared.images, table=prepared.table, settings=settings)
+        frame = lowering.frame(assemble)
+        text = frame._jdf.queryExecution().executedPlan().toString()
+        assert frame.rdd.getNumPartitions() == 3
+        assert frame.count() == ROWS
+    finally:
+        spark.conf.set("spark.sql.shuffle.partitions", before)
+    assert "ShuffledHashJoin" in text, text
+    assert "Coalesce" not in text, text
+    # On a session whose shuffles already give the plan's partitions, nothing is added.
+    settings = LoweringSettings(partitions=int(before), batch_size=8, threads=1)
+    lowering = Lowering(images=prepared.images, table=prepared.table, settings=settings)
+    own = lowering.frame(assemble)._jdf.queryExecution().executedPlan().toString()
+    assert own.count("Exchange") == text.count("Exchange") - 1, own

@@ -148,5 +148,16 @@ class Lowering:
         # A shuffle join leaves spark.sql.shuffle.partitions partitions (200 in a session left at
         # Spark's defaults), and the cached branch table keeps them: every training iteration
         # would then run that many tasks. The plan's partition count holds for training too.
+        # vista_sql's own session shuffles into the plan's partitions already, so a coalesce
+        # changes nothing there. A user's session is not reconfigured, and there a coalesce
+        # would be wrong: it runs ~50 shuffled hash join partitions in one task, and the join
+        # frees each partition's hash map (at least a memory page) only when the task ends, so
+        # 500 VGG16 rows read from the feature store failed a 4 GiB heap with
+        # UNABLE_TO_ACQUIRE_MEMORY. Hashing the branch table into the plan's partitions costs
+        # one shuffle of it and keeps every join partition its own task.
         assembled = frame.select(KEY, LABEL, features, *errors)
-        return assembled.coalesce(self.settings.partitions)
+        count = self.settings.partitions
+        shuffle = frame.sparkSession.conf.get("spark.sql.shuffle.partitions")
+        if shuffle is not None and int(shuffle) != count:
+            return assembled.repartition(count, KEY)
+        return assembled.coalesce(count)
