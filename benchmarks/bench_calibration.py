@@ -22,7 +22,7 @@
         predicted). The target for memory is a ratio within 1 +- 0.25. Writes the JSON and a plot
         of measured against predicted (``calibration.png``).
 
-    python benchmarks/bench_calibration.py plans [--rows alexnet=300,...] [--data DIR]
+    python benchmarks/bench_calibration.py plans [--rows alexnet=800,...] [--data DIR]
         For each CNN's benchmark workload (AlexNet conv5..fc8, VGG16 fc6..fc8, ResNet50 its top
         three layers; logistic regression), every logical alternative the optimizer compares
         (lazy / eager / staged x join before / after x recompute / persist), each run in a fresh
@@ -405,8 +405,9 @@ print(json.dumps({{
 }}))
 """
 
-PLAN_ROWS = {"alexnet": 300, "vgg16": 60, "resnet50": 120}
-"""Rows per workload: sized so that the slowest alternative of each runs in about two minutes."""
+PLAN_ROWS = {"alexnet": 800, "vgg16": 120, "resnet50": 300}
+"""Rows per workload: sized so that the one-pass plans run 20-30 s and the slowest about 50 s
+here, long enough for recomputing to show, short enough for 33 runs in about 20 minutes."""
 
 PLAN_LAYERS = {"alexnet": 4, "vgg16": 3, "resnet50": 3}
 """How many of each CNN's top transfer layers the workload transfers."""
