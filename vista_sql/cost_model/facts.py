@@ -134,6 +134,8 @@ class PlanFacts:
     plan: Plan
     nodes: tuple[NodeFacts, ...]
     stats: DataStats
+    pipelines: tuple[tuple[NodeFacts, ...], ...]
+    """The chains of inference operators that run in one task (``pipelines``)."""
 
     def of(self, node: Plan) -> NodeFacts:
         for facts in self.nodes:
@@ -176,7 +178,36 @@ def analyze(plan: Plan, catalog: Catalog, stats: DataStats, consts: CostConstant
         )
         for index, node in enumerate(order)
     )
-    return PlanFacts(plan=plan, nodes=nodes, stats=stats)
+    return PlanFacts(plan=plan, nodes=nodes, stats=stats, pipelines=pipelines(nodes))
+
+
+def pipelines(nodes: tuple[NodeFacts, ...]) -> tuple[tuple[NodeFacts, ...], ...]:
+    """The chains of inference operators that run in one task, each Python worker beside the next.
+
+    Spark runs every ``mapInArrow`` of a pipeline in its own Python worker process, so a task
+    computing a staged plan without persistence (conv5 -> fc6 -> fc7 -> fc8 in one pass over the
+    images) holds four workers, each with the TensorFlow runtime and its part of the model, at
+    once. A ``Persist`` ends a chain: the executor materialises it in a job of its own, and the
+    operators above read the cached rows. Joins do not: which side Spark streams through the
+    join's pipeline is its choice, so the chain continues below either side (the heavier one
+    counts). One chain per inference operator, from it down; the top ones are the ones that run.
+    """
+    of = {id(f.node): f for f in nodes}
+    below: dict[int, tuple[NodeFacts, ...]] = {}
+
+    def chain(node: Plan) -> tuple[NodeFacts, ...]:
+        """The heaviest chain of inference operators from ``node`` down, not crossing a Persist."""
+        key = id(node)
+        if key in below:
+            return below[key]
+        deeper = [chain(child) for child in node.children if not isinstance(child, Persist)]
+        longest = max(deeper, key=len, default=())
+        f = of[key]
+        found = (f, *longest) if f.infer is not None and f.passes > 0 else longest
+        below[key] = found
+        return found
+
+    return tuple(chain(f.node) for f in nodes if f.infer is not None and f.passes > 0)
 
 
 _Sized = tuple[Estimate, tuple[Column, ...], InferFacts | None, ModelFacts | None]

@@ -61,7 +61,6 @@ from vista_sql.logical.plan import (
     Infer,
     Join,
     Persist,
-    Plan,
     StoredScan,
     TableScan,
     Train,
@@ -334,11 +333,11 @@ def needs(facts: PlanFacts, choice: Choice, resources: Resources, consts: CostCo
     infers = [(f, f.infer) for f in facts.nodes if f.infer is not None and f.passes > 0]
     task_memory: dict[int, Estimate] = {}
 
-    # Python workers: one per inference operator of a task's pipeline (see ``pipelines``), per
-    # task slot; a reused worker keeps only its latest model.
+    # Python workers: one per inference operator of a task's pipeline (``facts.pipelines``),
+    # per task slot; a reused worker keeps only its latest model.
     for f, infer in infers:
         task_memory[f.number] = worker_bytes(infer, choice, consts, gpu, task_rows(f.rows, choice))
-    chains = pipelines(facts)
+    chains = facts.pipelines
     per_worker = largest(total([task_memory[f.number] for f in chain]) for chain in chains)
     chained = max((len(chain) for chain in chains), default=0)
     workers = per_worker * slots if infers else ZERO
@@ -435,34 +434,6 @@ def needs(facts: PlanFacts, choice: Choice, resources: Resources, consts: CostCo
         want=want,
         has_python=bool(infers),
     )
-
-
-def pipelines(facts: PlanFacts) -> list[list[NodeFacts]]:
-    """The chains of inference operators that run in one task, each Python worker beside the next.
-
-    Spark runs every ``mapInArrow`` of a pipeline in its own Python worker process, so a task
-    computing a staged plan without persistence (conv5 -> fc6 -> fc7 -> fc8 in one pass over the
-    images) holds four workers, each with the TensorFlow runtime and its part of the model, at
-    once. A ``Persist`` ends a chain: the executor materialises it in a job of its own, and the
-    operators above read the cached rows. Joins do not: which side Spark streams through the
-    join's pipeline is its choice, so the chain continues below either side (the heavier one
-    counts). One chain per inference operator, from it down; the top ones are the ones that run.
-    """
-    below: dict[int, list[NodeFacts]] = {}
-
-    def chain(node: Plan) -> list[NodeFacts]:
-        """The heaviest chain of inference operators from ``node`` down, not crossing a Persist."""
-        key = id(node)
-        if key in below:
-            return below[key]
-        deeper = [chain(child) for child in node.children if not isinstance(child, Persist)]
-        longest = max(deeper, key=len, default=[])
-        f = facts.of(node)
-        found = [f, *longest] if f.infer is not None and f.passes > 0 else longest
-        below[key] = found
-        return found
-
-    return [chain(f.node) for f in facts.nodes if f.infer is not None and f.passes > 0]
 
 
 def _per_task(need: Needs) -> str:

@@ -24,7 +24,6 @@ from vista_sql.cost_model.facts import DOUBLE_BYTES, NodeFacts, PlanFacts
 from vista_sql.cost_model.memory import (
     MemoryModel,
     branch_table_bytes,
-    pipelines,
     stored_bytes,
     training_blocks,
 )
@@ -147,7 +146,7 @@ def _startup(facts: PlanFacts, consts: CostConstants) -> Estimate:
     """Python workers start once (reused after); each inference's model is built, and traced on
     its first batch, once per worker (all workers in parallel). Building materializes the
     variables the worker does not hold yet: the new segment's parameters. A pipeline of
-    inferences (``memory.pipelines``: staged without persisting) starts a worker per stage."""
+    inferences (``facts.pipelines``: staged without persisting) starts a worker per stage."""
     infers = [f.infer for f in facts.nodes if f.infer is not None and f.passes > 0]
     if not infers:
         return ZERO
@@ -164,7 +163,7 @@ def _startup(facts: PlanFacts, consts: CostConstants) -> Estimate:
         else Estimate.absent()
     )
     traces = len(infers) * consts.tf_first_call_seconds
-    chained = max((len(chain) for chain in pipelines(facts)), default=1)
+    chained = max((len(chain) for chain in facts.pipelines), default=1)
     return builds + traces + consts.python_worker_start_seconds * chained
 
 
