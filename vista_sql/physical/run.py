@@ -47,6 +47,9 @@ from vista_sql.physical.worker_errors import raise_worker_error
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
 
+    from vista_sql.cost_model.optimizer import Decision
+    from vista_sql.logical.stored import StoredLayer
+
 
 @dataclass(frozen=True)
 class Prepared:
@@ -241,15 +244,19 @@ def run_query(
     store = store_settings(query.options)
     keys = statement_keys(query, catalog, tables) if store.enabled else None
     stored = stored_layers(query, catalog, tables, keys) if keys is not None else ()
-    decision = decide(
-        query,
-        catalog,
-        tables,
-        stats=stats,
-        resources=resources,
-        stored=stored,
-        alternative=alternative,
-    )
+
+    def decision_with(stored: tuple[StoredLayer, ...]) -> Decision:
+        return decide(
+            query,
+            catalog,
+            tables,
+            stats=stats,
+            resources=resources,
+            stored=stored,
+            alternative=alternative,
+        )
+
+    decision = decision_with(stored)
     chosen = decision.chosen
     conf = chosen.config.as_spark_conf()
     if master is not None and not master.startswith("local"):
@@ -263,15 +270,7 @@ def run_query(
         # Entries written under other image ids (file names cast to another key type) do not
         # join with these; decide again without them (rare: the same images, another table).
         stored = tuple(layer for layer in stored if layer.key_type == image_key_type)
-        decision = decide(
-            query,
-            catalog,
-            tables,
-            stats=stats,
-            resources=resources,
-            stored=stored,
-            alternative=alternative,
-        )
+        decision = decision_with(stored)
         chosen = decision.chosen
     plan = chosen.plan
     settings = LoweringSettings(
