@@ -339,45 +339,57 @@ print(json.dumps({{
 TOP_LAYERS = 2
 
 
+def _statement(code: str, label: str) -> dict[str, Any]:
+    """Run one statement's script (``RUN`` or ``PLAN``) in a fresh interpreter: the JSON object
+    it prints last, or ``{"error": <stderr tail>}`` when it fails (the benchmark goes on)."""
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
+    )
+    if done.returncode != 0:
+        print(f"{label}: failed\n{done.stderr[-2000:]}", file=sys.stderr)
+        return {"error": done.stderr[-2000:]}
+    row: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    print(f"{label}: {row['seconds']:.1f} s", file=sys.stderr)
+    return row
+
+
+def workload(cnn: str, data: Path, top: int, options: str = "") -> str:
+    """The benchmark statement: ``cnn``'s ``top`` transfer layers over the dataset in ``data``,
+    logistic regression, the feature store off, and the extra WITH ``options``."""
+    from vista_sql.catalog import current
+
+    info = current().cnn(cnn)
+    assert info is not None, cnn
+    layers = ", ".join(info.layer_names[-top:])
+    settings = ", ".join(filter(None, [options, "cache = false"]))
+    return (
+        f"TRANSFER FEATURES OF '{data / 'images'}' AS i FROM CNN {cnn}"
+        f" WEIGHTS RANDOM SEED 7 LAYERS ({layers})"
+        f" JOIN '{data / 'foods.parquet'}' AS f ON i.id = f.id"
+        f" TRAIN LOGREG (max_iter = 5) LABEL healthy WITH ({settings})"
+    )
+
+
 def run_statements(
     rows: int, cnns: list[str], batches: list[int], cores: list[int], data: Path
 ) -> list[dict[str, Any]]:
     """Every configuration run in its own process; the prediction and measurement of each."""
-    from vista_sql.catalog import current
     from vista_sql.datasets.foods import make_foods
 
     if not (data / "foods.parquet").exists():
         make_foods(data, rows, overwrite=True)
     results = []
     for cnn in cnns:
-        info = current().cnn(cnn)
-        assert info is not None, cnn
-        layers = ", ".join(info.layer_names[-TOP_LAYERS:])
         for batch in batches:
             for count in cores:
-                sql = (
-                    f"TRANSFER FEATURES OF '{data / 'images'}' AS i FROM CNN {cnn}"
-                    f" WEIGHTS RANDOM SEED 7 LAYERS ({layers})"
-                    f" JOIN '{data / 'foods.parquet'}' AS f ON i.id = f.id"
-                    " TRAIN LOGREG (max_iter = 5) LABEL healthy"
-                    f" WITH (batch_size = {batch}, executor_cores = {count}, cache = false)"
-                )
-                done = subprocess.run(
-                    [sys.executable, "-c", RUN.format(sql=sql)],
-                    capture_output=True,
-                    text=True,
-                    cwd=ROOT,
-                    env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
-                )
+                options = f"batch_size = {batch}, executor_cores = {count}"
+                sql = workload(cnn, data, TOP_LAYERS, options)
                 label = f"{cnn} batch={batch} cores={count}"
-                if done.returncode != 0:
-                    results.append({"label": label, "error": done.stderr[-2000:]})
-                    print(f"{label}: failed\n{done.stderr[-2000:]}", file=sys.stderr)
-                    continue
-                row = json.loads(done.stdout.strip().splitlines()[-1])
-                row["label"] = label
-                results.append(row)
-                print(f"{label}: done in {row['seconds']:.0f} s", file=sys.stderr)
+                results.append({"label": label, **_statement(RUN.format(sql=sql), label)})
     return results
 
 
@@ -416,21 +428,6 @@ WITHIN = 0.10
 """The target: the chosen plan's measured runtime at most this much above the fastest's."""
 
 
-def workload(cnn: str, data: Path) -> str:
-    """The benchmark statement for ``cnn`` over the dataset in ``data``."""
-    from vista_sql.catalog import current
-
-    info = current().cnn(cnn)
-    assert info is not None, cnn
-    layers = ", ".join(info.layer_names[-PLAN_LAYERS[cnn] :])
-    return (
-        f"TRANSFER FEATURES OF '{data / 'images'}' AS i FROM CNN {cnn}"
-        f" WEIGHTS RANDOM SEED 7 LAYERS ({layers})"
-        f" JOIN '{data / 'foods.parquet'}' AS f ON i.id = f.id"
-        " TRAIN LOGREG (max_iter = 5) LABEL healthy WITH (cache = false)"
-    )
-
-
 def run_plans(rows: dict[str, int], data_root: Path) -> list[dict[str, Any]]:
     """Every alternative of every workload, each in its own process, and the optimizer's choice."""
     import vista_sql
@@ -445,26 +442,13 @@ def run_plans(rows: dict[str, int], data_root: Path) -> list[dict[str, Any]]:
         data = data_root / f"{cnn}-{count}"
         if not (data / "foods.parquet").exists():
             make_foods(data, count, overwrite=True)
-        sql = workload(cnn, data)
+        sql = workload(cnn, data, PLAN_LAYERS[cnn])
         query = build(vista_sql.parse_one(sql), sql, current())
         chosen = decide(query, current()).chosen.alternative
         runs = []
         for option in alternatives(query, current()):
-            label = f"{cnn} {option.name}"
-            done = subprocess.run(
-                [sys.executable, "-c", PLAN.format(sql=sql, alternative=option.name)],
-                capture_output=True,
-                text=True,
-                cwd=ROOT,
-                env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
-            )
-            if done.returncode != 0:
-                runs.append({"alternative": option.name, "error": done.stderr[-2000:]})
-                print(f"{label}: failed\n{done.stderr[-2000:]}", file=sys.stderr)
-                continue
-            row = json.loads(done.stdout.strip().splitlines()[-1])
-            runs.append(row)
-            print(f"{label}: {row['seconds']:.1f} s", file=sys.stderr)
+            code = PLAN.format(sql=sql, alternative=option.name)
+            runs.append({"alternative": option.name, **_statement(code, f"{cnn} {option.name}")})
         results.append({"cnn": cnn, "rows": count, "sql": sql, "chosen": chosen, "runs": runs})
     return results
 
