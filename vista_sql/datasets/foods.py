@@ -87,7 +87,7 @@ from pathlib import Path
 import numpy as np
 
 from vista_sql.datasets._foods_render import CATEGORIES, render_food_jpeg
-from vista_sql.datasets._output import IMAGES_DIRNAME, is_integer, prepare_directory
+from vista_sql.datasets._output import is_integer, prepare_directory
 from vista_sql.errors import VistaError, did_you_mean
 
 BASE_FEATURES: tuple[str, ...] = (
@@ -303,9 +303,9 @@ def make_foods(
     _check_arguments(rows, seed, image_size, fmt, workers)
     rows, seed, image_size = int(rows), int(seed), int(image_size)
     root = Path(out_dir)
-    images_dir = root / IMAGES_DIRNAME
     table_path = root / f"{TABLE_STEM}.{fmt}"
-    prepare_directory(root, [root / f"{TABLE_STEM}.{f}" for f in FORMATS], "jpg", overwrite)
+    tables = [root / f"{TABLE_STEM}.{f}" for f in FORMATS]
+    images_dir = prepare_directory(root, tables, "jpg", overwrite)
 
     nutrition = np.empty((rows, len(BASE_FEATURES)), dtype=np.float64)
     labels = np.empty(rows, dtype=np.int64)
