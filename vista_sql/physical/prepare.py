@@ -27,7 +27,7 @@ from vista_sql.physical.sources import KEY, ImageSource
 from vista_sql.physical.train import LABEL
 
 if TYPE_CHECKING:
-    from pyspark.sql import DataFrame
+    from pyspark.sql import Column, DataFrame
 
 STRUCT = "_vista_struct"
 SHOWN_IDS = 5
@@ -124,9 +124,7 @@ def prepare_table(table: DataFrame, query: TransferQuery) -> PreparedTable:
     # One job profiles the whole table; the ids behind a problem are fetched only when there is
     # one (Spark jobs cost a fixed ~0.1-0.3 s each, which dominates small inputs).
     profile = table.select(
-        F.count(F.lit(1)),
-        F.sum(F.col(KEY).isNull().cast("int")),
-        F.count_distinct(F.col(KEY)),
+        *_key_aggregates(),
         F.sum(no_label.cast("int")),
         F.sum(bad.cast("int")),
         F.collect_set(F.when(~no_label, F.col(label))),
@@ -225,15 +223,20 @@ def _check_keys(
         )
 
 
-def _key_profile(keys: DataFrame) -> tuple[int, int, int]:
-    """(rows, null keys, distinct keys) of a side, in one job."""
+def _key_aggregates() -> list[Column]:
+    """Rows, null keys and distinct keys of a side: the key part of its one-job profile."""
     from pyspark.sql import functions as F
 
-    profile = keys.select(
+    return [
         F.count(F.lit(1)),
         F.sum(F.col(KEY).isNull().cast("int")),
         F.count_distinct(F.col(KEY)),
-    ).collect()[0]
+    ]
+
+
+def _key_profile(keys: DataFrame) -> tuple[int, int, int]:
+    """(rows, null keys, distinct keys) of a side, in one job."""
+    profile = keys.select(*_key_aggregates()).collect()[0]
     return int(profile[0]), int(profile[1] or 0), int(profile[2])
 
 
