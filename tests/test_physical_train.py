@@ -9,8 +9,9 @@ import pytest
 
 from vista_sql.errors import DataError
 from vista_sql.logical.plan import ModelSpec
+from vista_sql.physical.evaluate import metrics
 from vista_sql.physical.sources import KEY
-from vista_sql.physical.train import FEATURES, LABEL, metrics, split_bucket, train
+from vista_sql.physical.train import FEATURES, LABEL, split_bucket, train
 
 pytestmark = [pytest.mark.spark]
 

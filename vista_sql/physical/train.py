@@ -11,11 +11,10 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
 from vista_sql.errors import DataError
 from vista_sql.logical.models import spark_param_name
 from vista_sql.logical.plan import ModelSpec, Value
+from vista_sql.physical.evaluate import spark_metrics
 from vista_sql.physical.sources import KEY
 
 if TYPE_CHECKING:
@@ -97,35 +96,6 @@ def _search_evaluator(n_classes: int) -> Any:
     return MulticlassClassificationEvaluator(labelCol=LABEL, metricName="f1")
 
 
-def metrics(
-    labels: np.ndarray, predictions: np.ndarray, scores: np.ndarray, n_classes: int
-) -> dict[str, float]:
-    """Accuracy, F1 (of class 1 for binary labels, else weighted by class as MLlib's "f1") and,
-    for binary labels, the exact area under the ROC curve (ties counted half)."""
-    result = {"accuracy": float(np.mean(labels == predictions))}
-
-    def f1(c: float) -> float:
-        true_positive = float(np.sum((predictions == c) & (labels == c)))
-        predicted, actual = float(np.sum(predictions == c)), float(np.sum(labels == c))
-        return 0.0 if true_positive == 0 else 2 * true_positive / (predicted + actual)
-
-    if n_classes == 2:
-        result["f1"] = f1(1.0)
-        positive, negative = scores[labels == 1.0], scores[labels == 0.0]
-        if len(positive) and len(negative):
-            wins = (positive[:, None] > negative[None, :]).sum()
-            ties = (positive[:, None] == negative[None, :]).sum()
-            result["auc"] = float((wins + 0.5 * ties) / (len(positive) * len(negative)))
-        else:
-            result["auc"] = float("nan")
-    else:
-        classes, counts = np.unique(labels, return_counts=True)
-        result["f1"] = float(
-            sum(n * f1(c) for c, n in zip(classes, counts, strict=True)) / len(labels)
-        )
-    return result
-
-
 def train(
     table: DataFrame,
     spec: ModelSpec,
@@ -136,6 +106,7 @@ def train(
     seed: int,
 ) -> Trained:
     """Fit ``spec`` on the training rows of ``table`` (KEY, LABEL, FEATURES); score the rest."""
+    from pyspark.ml.functions import vector_to_array
     from pyspark.ml.tuning import CrossValidator, ParamGridBuilder
     from pyspark.sql import functions as F
 
@@ -177,14 +148,13 @@ def train(
     # prediction is leaf counts, whose difference does not rank like the probability), else the
     # margin (LinearSVC).
     score = "probability" if "probability" in transformed.columns else "rawPrediction"
-    scored = transformed.select(LABEL, "prediction", score).collect()
-    labels = np.array([row[0] for row in scored])
-    predicted = np.array([row[1] for row in scored])
-    outputs = np.array([row[2].toArray() for row in scored]).reshape(len(scored), -1)
-    margin = outputs[:, -1] - outputs[:, 0]
+    scores = vector_to_array(F.col(score))
+    scored = transformed.select(
+        LABEL, "prediction", (F.element_at(scores, -1) - F.element_at(scores, 1)).alias("_margin")
+    )
     return Trained(
         model=model,
-        metrics=metrics(labels, predicted, margin, n_classes),
+        metrics=spark_metrics(scored, LABEL, "prediction", "_margin", n_classes),
         train_seconds=seconds,
         evaluate_seconds=time.perf_counter() - started - seconds,
         train_rows=train_rows,
