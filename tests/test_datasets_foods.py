@@ -111,6 +111,23 @@ def test_parallel_workers_write_the_same_dataset(tmp_path: Path) -> None:
     assert done[-1] == 130
 
 
+def test_the_table_streams_in_row_groups_and_publishes_whole(
+    small: FoodsDataset, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Chunks are buffered into row groups and written as they come; the table appears under its
+    name only when complete, and holds the same rows as one written at once."""
+    import vista_sql.datasets.foods as foods
+
+    monkeypatch.setattr(foods, "_ROW_GROUP_ROWS", 8)
+    monkeypatch.setattr(foods, "_CHUNK_ROWS", 3)
+    streamed = make_foods(tmp_path / "streamed", 40, seed=3)
+    assert pq.ParquetFile(streamed.table_path).metadata.num_row_groups == 5  # 9, 9, 9, 9 and 4 rows
+    assert pq.read_table(streamed.table_path).equals(pq.read_table(small.table_path))
+    assert sorted(p.name for p in streamed.root.iterdir()) == ["foods.parquet", "images"]
+    as_csv = make_foods(tmp_path / "csv", 10, seed=3, fmt="csv")
+    assert pcsv.read_csv(as_csv.table_path).num_rows == 10
+
+
 def test_csv_holds_the_same_values_as_parquet(small: FoodsDataset, tmp_path: Path) -> None:
     as_csv = make_foods(tmp_path / "csv", 40, seed=3, fmt="csv")
     assert as_csv.table_path == as_csv.root / "foods.csv"

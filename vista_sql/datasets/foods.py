@@ -83,6 +83,7 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from multiprocessing import get_context
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -121,6 +122,8 @@ _MIN_IMAGE_SIZE = 32
 _MAX_IMAGE_SIZE = 1024
 _CHUNK_ROWS = 100
 _PARALLEL_FROM_ROWS = 1000
+_ROW_GROUP_ROWS = 16_384
+"""Rows per Parquet row group (chunks are buffered up to this many before a write)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -307,18 +310,17 @@ def make_foods(
     tables = [root / f"{TABLE_STEM}.{f}" for f in FORMATS]
     images_dir = prepare_directory(root, tables, "jpg", overwrite)
 
-    nutrition = np.empty((rows, len(BASE_FEATURES)), dtype=np.float64)
-    labels = np.empty(rows, dtype=np.int64)
-    for start, chunk_nutrition, chunk_labels in _generate(
-        rows, seed, image_size, images_dir, _worker_count(rows, workers)
-    ):
-        stop = start + len(chunk_labels)
-        nutrition[start:stop] = chunk_nutrition
-        labels[start:stop] = chunk_labels
-        if progress is not None:
-            progress(stop)
-
-    _write_table(table_path, fmt, nutrition, labels)
+    # The table streams to disk chunk by chunk (a Parquet row group, or CSV rows, per chunk) under
+    # a temporary name, renamed once complete: memory stays one chunk whatever ``rows`` is.
+    partial = table_path.with_name(f".{table_path.name}.partial")
+    with _TableWriter(partial, fmt) as writer:
+        for start, chunk_nutrition, chunk_labels in _generate(
+            rows, seed, image_size, images_dir, _worker_count(rows, workers)
+        ):
+            writer.write(start, chunk_nutrition, chunk_labels)
+            if progress is not None:
+                progress(start + len(chunk_labels))
+    os.replace(partial, table_path)
     return FoodsDataset(
         root=root,
         images_dir=images_dir,
@@ -406,19 +408,59 @@ def _generate_chunk(
     return nutrition, labels
 
 
-def _write_table(path: Path, fmt: str, nutrition: np.ndarray, labels: np.ndarray) -> None:
-    import pyarrow as pa
+class _TableWriter:
+    """Writes the table's rows chunk by chunk: id, the 129 features, the label."""
 
-    features = feature_matrix(nutrition)
-    arrays = [pa.array(np.arange(len(labels), dtype=np.int64))]
-    arrays += [pa.array(features[:, index]) for index in range(features.shape[1])]
-    arrays.append(pa.array(labels))
-    table = pa.Table.from_arrays(arrays, names=[ID_COLUMN, *FEATURE_COLUMNS, LABEL_COLUMN])
-    if fmt == "parquet":
-        import pyarrow.parquet as pq
+    def __init__(self, path: Path, fmt: str) -> None:
+        import pyarrow as pa
 
-        pq.write_table(table, path, compression="snappy")
-    else:
-        import pyarrow.csv as pcsv
+        self._path, self._fmt = path, fmt
+        self._schema = pa.schema(
+            [(ID_COLUMN, pa.int64())]
+            + [(name, pa.float64()) for name in FEATURE_COLUMNS]
+            + [(LABEL_COLUMN, pa.int64())]
+        )
+        self._writer: Any = None
+        self._pending: list[Any] = []
+        self._pending_rows = 0
 
-        pcsv.write_csv(table, path)
+    def __enter__(self) -> _TableWriter:
+        if self._fmt == "parquet":
+            import pyarrow.parquet as pq
+
+            self._writer = pq.ParquetWriter(self._path, self._schema, compression="snappy")
+        else:
+            import pyarrow.csv as pcsv
+
+            self._writer = pcsv.CSVWriter(self._path, self._schema)
+        return self
+
+    def write(self, start: int, nutrition: np.ndarray, labels: np.ndarray) -> None:
+        import pyarrow as pa
+
+        features = feature_matrix(nutrition)
+        arrays = [pa.array(np.arange(start, start + len(labels), dtype=np.int64))]
+        arrays += [pa.array(features[:, index]) for index in range(features.shape[1])]
+        arrays.append(pa.array(labels))
+        self._pending.append(pa.Table.from_arrays(arrays, schema=self._schema))
+        self._pending_rows += len(labels)
+        if self._pending_rows >= _ROW_GROUP_ROWS:
+            self._flush()
+
+    def _flush(self) -> None:
+        import pyarrow as pa
+
+        if self._pending:
+            table = pa.concat_tables(self._pending).combine_chunks()
+            if self._fmt == "parquet":
+                self._writer.write_table(table, row_group_size=len(table))
+            else:
+                self._writer.write_table(table)
+            self._pending, self._pending_rows = [], 0
+
+    def __exit__(self, kind: object, error: object, trace: object) -> None:
+        if kind is None:
+            self._flush()
+        self._writer.close()
+        if kind is not None:
+            self._path.unlink(missing_ok=True)
