@@ -233,7 +233,7 @@ def run_query(
         store_settings,
         stored_layers,
     )
-    from vista_sql.physical.store_io import StoreWriter, store_report
+    from vista_sql.physical.store.spark_io import StoreWriter, store_report
 
     into = into if into is not None else query.into
     given = spark if spark is not None else _session_of(tables) or foreign_active_session()
