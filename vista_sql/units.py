@@ -13,6 +13,8 @@ KiB = 2**10
 MiB = 2**20
 GiB = 2**30
 TiB = 2**40
+DOUBLE_BYTES = 8
+"""A float64: MLlib vectors and coefficients, Spark doubles."""
 
 _SIZE = re.compile(r"(\d+(?:\.\d*)?|\.\d+)\s*([kmgtp]?)(i?b?)", re.IGNORECASE)
 _FACTORS = {"": 1, "k": KiB, "m": MiB, "g": GiB, "t": TiB, "p": 2**50}

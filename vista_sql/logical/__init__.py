@@ -24,6 +24,7 @@ The pipeline, and the public functions of each step:
   with ``chosen=`` to mark the cost model's choice.
 
 Helpers: ``columns`` (what each node provides; well-formedness), ``dag`` (sharing by identity),
-``models`` (TRAIN models and their MLlib parameters), ``options`` (WITH options), ``values``
-(checking values, memory sizes). Nothing here imports Spark or TensorFlow.
+``models`` (the downstream-model registry: each TRAIN model's MLlib estimator, parameters and
+cost terms, one module per family), ``options`` (WITH options), ``values`` (checking values).
+Nothing here imports Spark or TensorFlow.
 """
