@@ -53,6 +53,7 @@ from vista_sql.cost_model.resources import Resources
 from vista_sql.cost_model.runtime import RuntimeModel, runtime
 from vista_sql.cost_model.stats import DataStats
 from vista_sql.errors import ResourceError, SemanticError, VistaError
+from vista_sql.logical.driver import Knobs
 from vista_sql.logical.plan import (
     Assemble,
     Decode,
@@ -82,13 +83,10 @@ class AlternativeLike(Protocol):
     def name(self) -> str: ...
 
     @property
-    def inference(self) -> str: ...
+    def names(self) -> tuple[str, ...]: ...
 
     @property
-    def placement(self) -> str: ...
-
-    @property
-    def persist(self) -> bool: ...
+    def knobs(self) -> tuple[Knobs, ...]: ...
 
     @property
     def plan(self) -> Workload: ...
@@ -296,14 +294,12 @@ def _best_at(
 
 def _allowed(alternative: AlternativeLike, options: Options) -> bool:
     """Whether the alternative (or a knob setting equivalent to it) matches the overrides."""
-    names = getattr(alternative, "names", (alternative.name,))
-    for name in names:
-        inference, placement, persist = name.split("/")[:3]  # a 4th part: "stored"
-        if options.inference is not None and inference != options.inference:
+    for knobs in alternative.knobs:
+        if options.inference is not None and knobs.inference != options.inference:
             continue
-        if options.placement is not None and placement != options.placement:
+        if options.placement is not None and knobs.placement != options.placement:
             continue
-        if options.persist is not None and persist != "persist":
+        if options.persist is not None and not knobs.persist:
             continue
         return True
     return False
@@ -471,7 +467,7 @@ def _estimate(
     )
     return PhysicalPlan(
         alternative=alternative.name,
-        names=tuple(getattr(alternative, "names", (alternative.name,))),
+        names=alternative.names,
         order=order,
         position=position,
         logical=alternative.plan,

@@ -13,7 +13,8 @@ The pipeline, and the public functions of each step:
 - ``driver.alternatives(query, catalog=None, stored=()) -> list[Alternative]``: every distinct
   rewritten plan, one per setting of the three knobs (``inference`` lazy/eager/staged, ``placement``
   before_join/after_join, ``persist`` True/False), deduplicated, in a fixed order. Each
-  ``Alternative`` has ``name`` (e.g. ``"eager/after_join/persist"``), the three knobs, ``plan``
+  ``Alternative`` has ``name`` (e.g. ``"eager/after_join/persist"``), the three knobs (typed, as
+  ``knobs``: its own ``Knobs`` and its equivalents'), ``plan``
   (a ``Workload``), ``steps`` (the driver's record) and ``equivalents`` (names of other settings
   that gave the same plan; ``names`` is all of them). With feature-store entries (``stored``),
   every setting again reading them (names ending ``/stored``). This is what the cost model
