@@ -166,10 +166,11 @@ def analyze(plan: Plan, catalog: Catalog, stats: DataStats, consts: CostConstant
         sized[id(node)] = _size(node, sized, context)
     passes = _passes(plan, order, sized, consts)
     branches = _branches(plan)
+    numbers = plan.numbering()
     nodes = tuple(
         NodeFacts(
             node=node,
-            number=index + 1,
+            number=numbers[id(node)],
             rows=sized[id(node)][0],
             columns=sized[id(node)][1],
             passes=passes[id(node)],
@@ -177,7 +178,7 @@ def analyze(plan: Plan, catalog: Catalog, stats: DataStats, consts: CostConstant
             model=sized[id(node)][3],
             branches=tuple(sorted(branches.get(id(node), ()))),
         )
-        for index, node in enumerate(order)
+        for node in order
     )
     return PlanFacts(plan=plan, nodes=nodes, stats=stats, pipelines=pipelines(nodes))
 

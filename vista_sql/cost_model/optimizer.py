@@ -148,7 +148,7 @@ class PhysicalPlan:
     def numbers(self, plan: Plan) -> dict[int, int]:
         """``id`` of each node of ``plan`` (this plan's physical or logical form) -> its operator
         number, pre-order as in ``facts``."""
-        return {id(node): index + 1 for index, node in enumerate(plan.walk())}
+        return plan.numbering()
 
 
 @dataclass(frozen=True, slots=True)

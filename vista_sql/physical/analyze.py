@@ -33,7 +33,7 @@ class StageRow:
 
 def _attribute(plan: Workload, order: list[str]) -> dict[tuple[str, str], list[int]]:
     """(layer, stage) -> operator numbers (pre-order, as the cost model numbers them)."""
-    numbers = {id(node): index + 1 for index, node in enumerate(plan.walk())}
+    numbers = plan.numbering()
     branches = {branch_parts(b)[1].layer: b for b in plan.branches}
     seen: set[int] = set()
     groups: dict[tuple[str, str], list[int]] = {}
