@@ -50,7 +50,7 @@ def layer_statistics(cnn: str) -> dict[str, Any]:
     if info is None:
         raise KeyError(cnn)
     model = build_deferred(cnn)
-    producer = {id(tensor): layer for layer in model.layers for tensor in _outputs(layer)}
+    producer = {id(tensor): layer for layer in model.layers for tensor in layer_outputs(layer)}
     start = model.input
     layers: dict[str, Any] = {}
     for layer_info in info.layers:
@@ -72,7 +72,7 @@ def layer_statistics(cnn: str) -> dict[str, Any]:
     return {"param_bytes": whole, "layers": layers}
 
 
-def _outputs(layer: Any) -> list[Any]:
+def layer_outputs(layer: Any) -> list[Any]:
     return layer.output if isinstance(layer.output, list) else [layer.output]
 
 
@@ -126,7 +126,7 @@ def peak_activation_bytes(segment: Sequence[Any], end: Any) -> int:
     for layer in segment:
         for tensor in _inputs(layer):
             consumers[id(tensor)] = consumers.get(id(tensor), 0) + 1
-    produced = {id(tensor) for layer in segment for tensor in _outputs(layer)}
+    produced = {id(tensor) for layer in segment for tensor in layer_outputs(layer)}
     live = {
         id(tensor): tensor_bytes(tensor)
         for layer in segment
@@ -135,7 +135,7 @@ def peak_activation_bytes(segment: Sequence[Any], end: Any) -> int:
     }
     peak = sum(live.values())
     for layer in segment:
-        for tensor in _outputs(layer):
+        for tensor in layer_outputs(layer):
             live[id(tensor)] = tensor_bytes(tensor)
         peak = max(peak, sum(live.values()))
         for tensor in _inputs(layer):

@@ -17,6 +17,7 @@ from vista_sql.errors import VistaError
 from vista_sql.logical.plan import OutputForm, SourceRef, WeightsSpec
 from vista_sql.logical.query import TransferQuery
 from vista_sql.physical.store.settings import FORMAT
+from vista_sql.udfs.registered import registered
 
 IMAGE_EXTENSIONS = ("jpg", "jpeg", "png")
 """As ``physical.sources`` reads an image directory (its glob: each extension lower or upper)."""
@@ -62,8 +63,6 @@ def image_fingerprint(directory: Path) -> tuple[str, int]:
 
 def cnn_identity(info: CnnInfo) -> str:
     """What decides a CNN's features besides its weights (see the module docstring)."""
-    from vista_sql.udfs import registry
-
     described = json.dumps(
         {
             "name": info.name,
@@ -82,7 +81,7 @@ def cnn_identity(info: CnnInfo) -> str:
     if module.is_file():
         code.append(module)
     digests = [file_sha256(path) for path in code]
-    found = registry.registered(info.name)
+    found = registered(info.name)
     if found is not None:
         digests.append(found.digest)
     return hashlib.sha256("\n".join([described, *digests]).encode()).hexdigest()
