@@ -49,12 +49,12 @@ from vista_sql.cost_model.estimate import (
     ABSENT,
     ZERO,
     Estimate,
-    format_bytes,
     largest,
     total,
 )
-from vista_sql.cost_model.facts import DOUBLE_BYTES, InferFacts, NodeFacts, PlanFacts
+from vista_sql.cost_model.facts import InferFacts, NodeFacts, PlanFacts
 from vista_sql.cost_model.resources import Resources
+from vista_sql.logical import models
 from vista_sql.logical.plan import (
     Assemble,
     Decode,
@@ -65,19 +65,17 @@ from vista_sql.logical.plan import (
     TableScan,
     Train,
 )
+from vista_sql.units import DOUBLE_BYTES, MiB, format_bytes
 
-MiB = 2**20
 PARQUET_BATCH_ROWS = 4096
 """spark.sql.parquet.columnarReaderBatchSize default: rows a Parquet scan decodes at once."""
 STORE_ROW_GROUP_BYTES = 16 * MiB
-"""Row group size of the feature store's Parquet files (physical/store_io.py writes them so): the
-vectorized reader decodes at most one row group's rows at once, so wide tensors (a conv layer's
-resume tensor is ~100 KB a row) do not make a 4096-row batch of hundreds of MB."""
+"""Row group size of the feature store's Parquet files (physical/store/spark_io.py writes them
+so): the vectorized reader decodes at most one row group's rows at once, so wide tensors (a conv
+layer's resume tensor is ~100 KB a row) do not make a 4096-row batch of hundreds of MB."""
 PARQUET_MIN_GROUP_ROWS = 100
 """parquet-mr first checks a row group's size after this many rows (minRowCountForPageSizeCheck),
 so a group holds at least that many."""
-TREE_AGGREGATE_BYTES = 256 * MiB
-"""DecisionTree maxMemoryInMB default (256): histogram aggregates per task per iteration."""
 
 FitStatus = Literal["fits", "unknown", "does_not_fit"]
 
@@ -280,7 +278,7 @@ def training_blocks(facts: NodeFacts) -> Estimate:
     model = facts.model
     if model is None:
         return ZERO
-    per_value = 4 if model.name in ("decision_tree", "random_forest", "gbt") else DOUBLE_BYTES
+    per_value = models.model(model.name).training_value_bytes
     return facts.rows * ((model.values + 1) * per_value)
 
 
@@ -682,9 +680,10 @@ def _aggregator_bytes(train: NodeFacts, consts: CostConstants) -> Estimate:
     model = train.model
     if model is None:
         return ZERO
-    if model.name in ("decision_tree", "random_forest", "gbt"):
-        return Estimate.inexact(TREE_AGGREGATE_BYTES)
-    sets = model.classes.map(lambda k: 1 if k <= 2 else k)
+    entry = models.model(model.name)
+    if entry.fixed_aggregate_bytes is not None:
+        return Estimate.inexact(entry.fixed_aggregate_bytes)
+    sets = model.classes.map(entry.coefficient_sets)
     gradient = (model.values + 1) * sets * DOUBLE_BYTES
     return gradient * 2 + 2 * consts.mllib_block_bytes
 
@@ -694,7 +693,7 @@ def _lbfgs_bytes(train: NodeFacts, consts: CostConstants) -> Estimate:
     model = train.model
     if model is None:
         return ZERO
-    sets = model.classes.map(lambda k: 1 if k <= 2 else k)
+    sets = model.classes.map(models.model(model.name).coefficient_sets)
     return (model.values + 1) * sets * (DOUBLE_BYTES * (2 * consts.lbfgs_history + 6))
 
 
