@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from vista_sql.digest import file_sha256
-from vista_sql.errors import VistaError
+from vista_sql.errors import WeightsError
 from vista_sql.logical.plan import WeightsSpec
 from vista_sql.udfs.cnns import PackagedWeights, definition
 from vista_sql.udfs.pickled import PickleError
@@ -65,10 +65,6 @@ standard deviation is about 0.226 of the range (torchvision's 0.229, 0.224, 0.22
 keeps 0..255 less the mean, tf mode maps to -1..1, torch mode divides by the std,
 efficientnet_lite computes (x - 127) / 128; raw keeps 0..255 and unit 0..1, which are not
 zero-mean: E[x^2] = mean^2 + std^2 with ImageNet's mean about 0.45 of the range."""
-
-
-class WeightsError(VistaError):
-    """Weights that cannot be had or do not fit the CNN; the message says what to do."""
 
 
 @dataclass(frozen=True, slots=True)
