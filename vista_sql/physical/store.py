@@ -46,7 +46,8 @@ weights' identity; the layer; the form (``features`` or ``resume``); the pooling
   CNN's module), so entries made by another version of that code are not used. A registered CNN
   (``vista_sql.register_cnn``) is identified by its architecture and weights digest.
 - *Weights*: ``random seed n`` by its seed; a weights file (ImageNet or ``WEIGHTS '<file>'``) by the
-  SHA-256 of its content.
+  SHA-256 of its content; ImageNet weights packaged in a Python package by the SHA-256 of the
+  package's file (``udfs.weights.source_file``).
 
 Stale entries (changed images, weights or code) are never read, since their key is never asked
 for again; they age out by least-recent use.
@@ -213,16 +214,20 @@ def cnn_identity(info: CnnInfo) -> str:
 
 
 def weights_identity(cnn: str, weights: WeightsSpec) -> str | None:
-    """``random seed n``, or the SHA-256 of the weights file; None when the file is not here."""
-    from vista_sql.udfs.weights import DEFAULT_SEED, weights_file
+    """``random seed n``, or the SHA-256 of the weights file; None when the file is not here.
+
+    Packaged ImageNet weights are known by their package's file, so that no statement converts
+    them (nor imports TensorFlow) just to make a key.
+    """
+    from vista_sql.udfs.weights import DEFAULT_SEED, source_file
 
     if weights.kind == "random":
         return f"random seed {weights.seed if weights.seed is not None else DEFAULT_SEED}"
     try:
-        path = weights_file(cnn, weights, download=False)
+        path = source_file(cnn, weights)
     except VistaError:
         return None
-    return None if path is None else f"file sha256 {file_sha256(Path(path))}"
+    return None if path is None else f"file sha256 {file_sha256(path)}"
 
 
 @dataclass(frozen=True, slots=True)
