@@ -1,0 +1,440 @@
+"""Untrusted files stay data: pickles run no code and address no memory outside their buffers,
+Keras files that would run code are refused, EXPLAIN imports and writes nothing.
+
+See docs/security.md. The PyTorch files are written as ``test_real_weights`` writes them (stand-in
+``torch`` modules while pickling, no real torch).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import pickle
+import pickletools
+import struct
+import subprocess
+import sys
+import textwrap
+import zipfile
+from collections import OrderedDict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from test_real_weights import _StorageRef, _Tensor, write_legacy_torch
+
+from vista_sql.errors import WeightsError
+from vista_sql.udfs.pickled import (
+    load_numpy_pickle,
+    load_torch_state,
+)
+from vista_sql.udfs.weights import check_container, code_in_config
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+ROSTER = ("alexnet", "vgg16", "resnet50", "squeezenet", "efficientnet_lite0")
+
+
+class _Canary:
+    """Unpickled, it creates its file: proof that a pickle ran code."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (open, (str(self.path), "w"))
+
+
+def canary_pickle(path: Path) -> bytes:
+    return pickle.dumps(_Canary(path), protocol=2)
+
+
+def test_the_canary_fires_under_plain_pickle(tmp_path: Path) -> None:
+    """What the tests below prove did not happen does happen to ``pickle.loads``."""
+    canary = tmp_path / "fired"
+    pickle.loads(canary_pickle(canary)).close()
+    assert canary.exists()
+
+
+# ------------------------------------------------------------------------------------------------
+# Restricted unpickling and bounds
+# ------------------------------------------------------------------------------------------------
+
+
+def torch_file(path: Path, monkeypatch: pytest.MonkeyPatch) -> bytes:
+    rng = np.random.default_rng(0)
+    storage = _StorageRef("0", rng.standard_normal(24).astype(np.float32))
+    tensors = {
+        "conv.weight": _Tensor(storage, 0, (2, 3, 2, 2), (12, 1, 6, 3)),
+        "bias": _Tensor(_StorageRef("1", np.arange(5, dtype=np.float32)), 1, (3,), (1,)),
+    }
+    write_legacy_torch(path, tensors, monkeypatch)
+    return path.read_bytes()
+
+
+@pytest.mark.parametrize("which", [0, 1, 2, 3, 4])
+def test_a_header_or_key_list_pickle_that_runs_code_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, which: int
+) -> None:
+    """Each of the five pickles of a legacy file (magic, protocol, system, state, keys) is read
+    with the restricted unpickler; a canary in any of the other four never fires."""
+    canary = tmp_path / "fired"
+    path = tmp_path / "state.pth"
+    torch_file(path, monkeypatch)
+    stream = io.BytesIO(path.read_bytes())
+    pickles = []
+    for _ in range(5):
+        start = stream.tell()
+        for _op in pickletools.genops(stream):  # reads up to the pickle's STOP, running nothing
+            pass
+        pickles.append(stream.getvalue()[start : stream.tell()])
+    pickles[which] = canary_pickle(canary)
+    path.write_bytes(b"".join(pickles) + stream.read())
+    with pytest.raises(WeightsError, match=r"refusing to load (builtins|io)\.open") as raised:
+        load_torch_state(path)
+    assert str(path) in str(raised.value)
+    assert not canary.exists()
+
+
+@pytest.mark.parametrize(
+    ("offset", "size", "stride", "message"),
+    [
+        (0, (4, 4), (4, 1), "runs past its storage"),
+        (2**62, (1,), (1,), "runs past its storage"),
+        (0, (2, 2), (1 << 61, 1), "runs past its storage"),
+        (-1, (2,), (1,), "offset is -1, not a non-negative integer"),
+        (0, (2,), (-1,), "stride is -1, not a non-negative integer"),
+        (0, (2.0,), (1,), "size is 2.0, not a non-negative integer"),
+        (0, (2, 2), (1,), "but strides"),
+        (0, (1000, 1000), (0, 0), "more elements than its storage"),
+    ],
+)
+def test_offsets_sizes_and_strides_are_checked_against_the_storage(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    offset: Any,
+    size: Any,
+    stride: Any,
+    message: str,
+) -> None:
+    path = tmp_path / "state.pth"
+    storage = _StorageRef("0", np.arange(6, dtype=np.float32))
+    write_legacy_torch(path, {"w": _Tensor(storage, offset, size, stride)}, monkeypatch)
+    with pytest.raises(WeightsError, match=message) as raised:
+        load_torch_state(path)
+    assert str(path) in str(raised.value)
+
+
+def test_a_storage_longer_than_the_file_is_refused_without_allocating_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "state.pth"
+    torch_file(path, monkeypatch)
+    data = bytearray(path.read_bytes())
+    count_at = data.rindex(struct.pack("<q", 5))  # the second storage's element count
+    data[count_at : count_at + 8] = struct.pack("<q", 2**60)
+    path.write_bytes(bytes(data))
+    with pytest.raises(WeightsError, match="a storage holds"):
+        load_torch_state(path)
+
+
+def test_numpy_pickles_hold_numbers_only(tmp_path: Path) -> None:
+    path = tmp_path / "objects.pkl"
+    path.write_bytes(pickle.dumps({"conv1": [np.array([1, "x"], dtype=object)]}))
+    with pytest.raises(WeightsError, match="dtype object") as raised:
+        load_numpy_pickle(path)
+    assert str(path) in str(raised.value)
+    canary = tmp_path / "fired"
+    path.write_bytes(pickle.dumps({"conv1": [_Canary(canary)]}))
+    with pytest.raises(WeightsError, match=r"refusing to load (builtins|io)\.open"):
+        load_numpy_pickle(path)
+    assert not canary.exists()
+
+
+# ------------------------------------------------------------------------------------------------
+# Fuzzing: mutated files are WeightsErrors, and never run code
+# ------------------------------------------------------------------------------------------------
+
+
+def mutations(seed_file: bytes, canary: bytes) -> st.SearchStrategy[bytes]:
+    """Byte flips, overwrites, truncations, duplications and a canary pickle spliced in."""
+    size = len(seed_file)
+    position = st.integers(0, size - 1)
+
+    def flip(data: bytes, at: int, value: int) -> bytes:
+        return data[:at] + bytes([value]) + data[at + 1 :]
+
+    def splice(data: bytes, at: int) -> bytes:
+        return data[:at] + canary + data[at:]
+
+    def overwrite(data: bytes, at: int, chunk: bytes) -> bytes:
+        return data[:at] + chunk + data[at + len(chunk) :]
+
+    def duplicate(data: bytes, start: int, end: int) -> bytes:
+        low, high = sorted((start, end))
+        return data[:high] + data[low:high] + data[high:]
+
+    one = st.one_of(
+        st.builds(
+            lambda at, value: lambda d: flip(d, min(at, len(d) - 1), value),
+            position,
+            st.integers(0, 255),
+        ),
+        st.builds(lambda at: lambda d: splice(d, min(at, len(d))), position),
+        st.builds(
+            lambda at, chunk: lambda d: overwrite(d, min(at, len(d)), chunk),
+            position,
+            st.binary(min_size=1, max_size=16),
+        ),
+        st.builds(lambda at: lambda d: d[: max(1, min(at, len(d)))], position),
+        st.builds(
+            lambda a, b: lambda d: duplicate(d, min(a, len(d)), min(b, len(d))), position, position
+        ),
+    )
+
+    def apply(steps: list[Any]) -> bytes:
+        data = seed_file
+        for step in steps:
+            data = step(data) or data[:1]
+        return data
+
+    return st.lists(one, min_size=1, max_size=4).map(apply)
+
+
+FUZZ = settings(
+    max_examples=150,
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+
+
+@pytest.fixture(scope="module")
+def fuzz_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("fuzz")
+
+
+@pytest.fixture(scope="module")
+def torch_seed(fuzz_dir: Path) -> bytes:
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        return torch_file(fuzz_dir / "seed.pth", monkeypatch)
+
+
+def _fuzz_torch(data: bytes, fuzz_dir: Path) -> None:
+    canary = fuzz_dir / "fired"
+    path = fuzz_dir / "mutated.pth"
+    path.write_bytes(data)
+    try:
+        state = load_torch_state(path)
+    except WeightsError as error:
+        assert str(path) in str(error)
+    else:  # a mutation that kept the file valid: still numbers, in bounds
+        assert all(isinstance(value, np.ndarray) for value in state.values())
+    assert not canary.exists(), "a mutated checkpoint ran code"
+
+
+def test_mutated_pytorch_checkpoints_are_weights_errors_and_run_nothing(
+    torch_seed: bytes, fuzz_dir: Path
+) -> None:
+    canary = canary_pickle(fuzz_dir / "fired")
+
+    @FUZZ
+    @given(mutations(torch_seed, canary))
+    def check(data: bytes) -> None:
+        _fuzz_torch(data, fuzz_dir)
+
+    check()
+
+
+def test_mutated_numpy_pickles_are_weights_errors_and_run_nothing(fuzz_dir: Path) -> None:
+    canary_path = fuzz_dir / "fired_numpy"
+    seed = pickle.dumps(
+        OrderedDict(conv1=[np.ones((3, 2), np.float32), np.zeros(2, np.float32)]), protocol=2
+    )
+
+    @FUZZ
+    @given(mutations(seed, canary_pickle(canary_path)))
+    def check(data: bytes) -> None:
+        path = fuzz_dir / "mutated.pkl"
+        path.write_bytes(data)
+        try:
+            load_numpy_pickle(path)
+        except WeightsError as error:
+            assert str(path) in str(error)
+        assert not canary_path.exists(), "a mutated pickle ran code"
+
+    check()
+
+
+@pytest.mark.tf
+@pytest.mark.slow
+def test_mutated_hdf5_weights_files_are_weights_errors(fuzz_dir: Path) -> None:
+    """A tiny CNN's ``.weights.h5``, mutated, checked on the driver and loaded as a worker does:
+    a WeightsError naming the file, or (when the mutation missed everything read) the weights."""
+    from tiny_cnn import build_tiny_cnn
+
+    from vista_sql.udfs.models import load_weights_file
+
+    model = build_tiny_cnn()
+    seed_path = fuzz_dir / "seed.weights.h5"
+    model.save_weights(seed_path)
+    seed = seed_path.read_bytes()
+
+    @settings(
+        max_examples=60,
+        deadline=None,
+        derandomize=True,
+        suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+    )
+    @given(mutations(seed, canary_pickle(fuzz_dir / "fired_h5")))
+    def check(data: bytes) -> None:
+        path = fuzz_dir / "mutated.weights.h5"
+        path.write_bytes(data)
+        try:
+            check_container(path, str(path))
+            load_weights_file(build_tiny_cnn(), str(path), "tiny")
+        except WeightsError as error:
+            assert str(path) in str(error)
+
+    check()
+
+
+# ------------------------------------------------------------------------------------------------
+# Keras files that would run code
+# ------------------------------------------------------------------------------------------------
+
+
+def keras_archive(path: Path, config: dict[str, Any]) -> Path:
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("config.json", json.dumps(config))
+        archive.writestr("metadata.json", "{}")
+        archive.writestr("model.weights.h5", b"")
+    return path
+
+
+def _layer(class_name: str, module: str | None = "keras.layers", **extra: Any) -> dict[str, Any]:
+    return {"module": module, "class_name": class_name, "config": {"name": "x"}, **extra}
+
+
+def _functional(*layers: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "module": "keras",
+        "class_name": "Functional",
+        "registered_name": "Functional",
+        "config": {"layers": list(layers)},
+    }
+
+
+@pytest.mark.parametrize(
+    ("layer", "said"),
+    [
+        (_layer("Lambda"), "a Lambda layer"),
+        (_layer("Dense", module="evil.layers", registered_name="Custom>Dense"), "custom object"),
+        (_layer("Mine", module=None, registered_name="my_package>Mine"), "custom object"),
+    ],
+)
+def test_a_keras_file_with_code_is_refused_saying_why(
+    tmp_path: Path, layer: dict[str, Any], said: str
+) -> None:
+    path = keras_archive(tmp_path / "model.keras", _functional(_layer("Dense"), layer))
+    with pytest.raises(WeightsError, match=said) as raised:
+        check_container(path, "model.keras")
+    assert "safe_mode" in str(raised.value) and "model.keras" in str(raised.value)
+
+
+def test_built_in_layers_pass() -> None:
+    assert code_in_config(_functional(_layer("Dense", registered_name="Dense"))) is None
+
+
+@pytest.mark.tf
+def test_a_real_keras_model_with_a_lambda_layer_is_refused(tmp_path: Path) -> None:
+    import keras
+
+    import vista_sql
+    from vista_sql.udfs.registry import RegistrationError
+
+    image = keras.Input(shape=(8, 8, 3))
+    x = keras.layers.Lambda(lambda t: t * 2.0, name="double")(image)
+    x = keras.layers.GlobalAveragePooling2D(name="gap")(x)
+    path = tmp_path / "lambda.keras"
+    keras.Model(image, x).save(path)
+    with pytest.raises(WeightsError, match=r"a Lambda layer \(double\)"):
+        check_container(path, str(path))
+    with pytest.raises(RegistrationError, match="Lambda layer"):
+        vista_sql.register_cnn("with_lambda", str(path), ["gap"], cache_dir=str(tmp_path))
+
+
+# ------------------------------------------------------------------------------------------------
+# EXPLAIN imports neither TensorFlow/Keras nor Spark, and writes nothing
+# ------------------------------------------------------------------------------------------------
+
+BLOCKED_EXPLAIN = textwrap.dedent(
+    """
+    import importlib.abc, json, sys
+
+    class Blocker(importlib.abc.MetaPathFinder):
+        def find_spec(self, name, path=None, target=None):
+            if name.split(".")[0] in ("tensorflow", "keras", "pyspark", "tf_keras"):
+                raise ImportError(f"EXPLAIN imported {name}")
+            return None
+
+    sys.meta_path.insert(0, Blocker())
+    import vista_sql
+
+    data, cnns = sys.argv[1], sys.argv[2:]
+    texts = {}
+    for cnn in cnns:
+        texts[cnn] = vista_sql.explain(
+            f"TRANSFER FEATURES OF '{data}/images' FROM CNN {cnn} WEIGHTS IMAGENET LAYERS TOP 2"
+            f" JOIN '{data}/table.csv' USING (id) TRAIN LOGREG LABEL y WITH (cache = true)"
+        )
+    heavy = sorted({m.split(".")[0] for m in sys.modules} & {"tensorflow", "keras", "pyspark"})
+    print(json.dumps({"texts": texts, "heavy": heavy}))
+    """
+)
+
+
+def _tree(root: Path) -> list[str]:
+    return sorted(str(p.relative_to(root)) for p in root.rglob("*"))
+
+
+def test_explain_of_every_roster_cnn_with_imagenet_weights_imports_and_writes_nothing(
+    tmp_path: Path,
+) -> None:
+    from PIL import Image
+
+    data = tmp_path / "data"
+    (data / "images").mkdir(parents=True)
+    for index in range(4):
+        Image.new("RGB", (6, 6), (index * 40, 0, 0)).save(data / "images" / f"{index}.png")
+    (data / "table.csv").write_text("id,x,y\n0,1.0,0\n1,2.0,1\n2,3.0,0\n3,4.0,1\n")
+    keras_home, cache, home = tmp_path / "keras", tmp_path / "cache", tmp_path / "home"
+    for directory in (keras_home, cache, home):
+        directory.mkdir()
+    before = _tree(tmp_path)
+    environment = {
+        **os.environ,
+        "KERAS_HOME": str(keras_home),
+        "VISTA_SQL_CACHE_DIR": str(cache),
+        "VISTA_SQL_CACHE": "1",
+        "HOME": str(home),
+        "PYTHONPATH": str(REPO_ROOT),
+        "TMPDIR": str(home),
+    }
+    done = subprocess.run(
+        [sys.executable, "-c", BLOCKED_EXPLAIN, str(data), *ROSTER],
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    found = json.loads(done.stdout.splitlines()[-1])
+    assert found["heavy"] == []
+    assert sorted(found["texts"]) == sorted(ROSTER)
+    assert all("Physical Plan" in text for text in found["texts"].values())
+    assert _tree(tmp_path) == before, "EXPLAIN wrote files"
