@@ -438,3 +438,214 @@ def test_explain_of_every_roster_cnn_with_imagenet_weights_imports_and_writes_no
     assert sorted(found["texts"]) == sorted(ROSTER)
     assert all("Physical Plan" in text for text in found["texts"].values())
     assert _tree(tmp_path) == before, "EXPLAIN wrote files"
+
+
+# ------------------------------------------------------------------------------------------------
+# INTO ... WITH (overwrite = true) replaces only vista_sql's own output
+# ------------------------------------------------------------------------------------------------
+
+
+def into_query(target: Path) -> Any:
+    from vista_sql.catalog import current
+    from vista_sql.grammar.dialect import parse
+    from vista_sql.logical.builder import build
+
+    sql = (
+        "TRANSFER FEATURES OF 'images' FROM CNN alexnet LAYERS (fc8) JOIN 't.csv' USING (id)\n"
+        f"TRAIN LOGREG LABEL y WITH (overwrite = true) INTO '{target}'"
+    )
+    return build(parse(sql)[0], sql, current())
+
+
+def vista_output(directory: Path) -> Path:
+    """A directory as INTO leaves it: a layer, the report, the marker written last."""
+    from vista_sql.physical.result import write_marker
+
+    (directory / "fc8").mkdir(parents=True)
+    (directory / "report.json").write_text("{}\n")
+    write_marker(str(directory))
+    return directory
+
+
+def test_overwrite_replaces_an_earlier_into_output(tmp_path: Path) -> None:
+    from vista_sql.physical.result import publish, staging_directory
+
+    target = vista_output(tmp_path / "out")
+    staging = staging_directory(str(target), True, into_query(target))
+    (Path(staging) / "new").write_text("new\n")
+    publish(staging, str(target))
+    assert sorted(os.listdir(target)) == ["new"]
+    assert sorted(os.listdir(tmp_path)) == ["out"]
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        pytest.param(lambda d: (d / "data.csv").write_text("precious\n"), id="a user's directory"),
+        pytest.param(lambda d: (d / "report.json").write_text("{}\n"), id="report, no marker"),
+        pytest.param(
+            lambda d: (d / ".vista_sql_output.json").write_text('{"written_by": "someone"}'),
+            id="a marker vista_sql did not write",
+        ),
+    ],
+)
+def test_overwrite_refuses_a_directory_vista_sql_did_not_write(tmp_path: Path, make: Any) -> None:
+    from vista_sql.errors import VistaError
+    from vista_sql.physical.result import staging_directory
+
+    target = tmp_path / "out"
+    target.mkdir()
+    make(target)
+    before = {p.name: p.read_bytes() for p in target.iterdir()}
+    query = into_query(target)
+    with pytest.raises(VistaError, match="not a directory vista_sql wrote") as raised:
+        staging_directory(str(target), True, query)
+    assert raised.value.highlight == f"'{target}'"  # the error points at INTO's path
+    assert raised.value.line == 2
+    assert {p.name: p.read_bytes() for p in target.iterdir()} == before
+    assert sorted(os.listdir(tmp_path)) == ["out"]
+
+
+def test_overwrite_follows_no_symbolic_link(tmp_path: Path) -> None:
+    from vista_sql.errors import VistaError
+    from vista_sql.physical.result import OUTPUT_MARKER, publish, staging_directory
+
+    elsewhere = vista_output(tmp_path / "elsewhere")
+    link = tmp_path / "out"
+    link.symlink_to(elsewhere, target_is_directory=True)
+    with pytest.raises(VistaError, match="is a symbolic link"):
+        staging_directory(str(link), True, into_query(link))
+    assert (elsewhere / "fc8").is_dir()
+
+    # A marker that is a link to a real marker does not make a directory vista_sql's.
+    faked = tmp_path / "faked"
+    faked.mkdir()
+    (faked / "report.json").write_text("{}\n")
+    (faked / OUTPUT_MARKER).symlink_to(elsewhere / OUTPUT_MARKER)
+    with pytest.raises(VistaError, match="not a directory vista_sql wrote"):
+        staging_directory(str(faked), True, into_query(faked))
+
+    # Replacing an output that holds a link removes the link, not what it points at.
+    precious = tmp_path / "precious"
+    precious.mkdir()
+    (precious / "keep.txt").write_text("keep\n")
+    target = vista_output(tmp_path / "target")
+    (target / "fc7").symlink_to(precious, target_is_directory=True)
+    staging = staging_directory(str(target), True, into_query(target))
+    publish(staging, str(target))
+    assert (precious / "keep.txt").read_text() == "keep\n"
+    assert os.listdir(target) == []
+
+
+# ------------------------------------------------------------------------------------------------
+# The feature store: private, checked on read, owned by the user
+# ------------------------------------------------------------------------------------------------
+
+
+def test_store_directories_are_private_and_entries_record_their_digest(tmp_path: Path) -> None:
+    from test_store_index import keys_of, write_entry
+
+    from vista_sql.physical.store import FeatureStore
+
+    pictures = tmp_path / "images"
+    pictures.mkdir()
+    (pictures / "0.jpg").write_bytes(b"0" * 100)
+    old_umask = os.umask(0o022)
+    try:
+        store = FeatureStore(tmp_path / "cache")
+        entry = write_entry(store, keys_of(pictures), "fc6")
+    finally:
+        os.umask(old_umask)
+    for directory in (
+        tmp_path / "cache",
+        tmp_path / "cache" / "store",
+        store.root,
+        store.entries_dir,
+        store.tmp_dir,
+        entry.location,
+    ):
+        assert directory.stat().st_mode & 0o777 == 0o700, directory
+    assert len(entry.meta["data_sha256"]) == 64
+    assert store.verify(entry) is None
+
+
+def _stored(entry: Any) -> Any:
+    from vista_sql.logical.plan import WeightsSpec
+
+    return entry.stored_layer(WeightsSpec(kind="random", seed=7), "max2x2")
+
+
+@pytest.mark.parametrize(
+    ("tamper", "reason"),
+    [
+        pytest.param(
+            lambda data: (data / "part-0.parquet").write_bytes(
+                (data / "part-0.parquet").read_bytes()[:-9] + b"X" * 9
+            ),
+            "not the",
+            id="changed bytes",
+        ),
+        pytest.param(
+            lambda data: (data / "part-1.parquet").write_bytes(b"PAR1"), "not the", id="added file"
+        ),
+        pytest.param(
+            lambda data: (
+                (data / "part-0.parquet").unlink()
+                or (data / "part-0.parquet").symlink_to("/etc/hostname")
+            ),
+            "not a regular file",
+            id="a symbolic link",
+        ),
+    ],
+)
+def test_an_entry_whose_data_changed_is_dropped_not_used(
+    tmp_path: Path, tamper: Any, reason: str
+) -> None:
+    from test_store_index import keys_of, write_entry
+
+    from vista_sql.physical.store import FeatureStore
+
+    pictures = tmp_path / "images"
+    pictures.mkdir()
+    (pictures / "0.jpg").write_bytes(b"0" * 100)
+    store = FeatureStore(tmp_path / "cache")
+    keys = keys_of(pictures)
+    good, bad = write_entry(store, keys, "fc6"), write_entry(store, keys, "fc7")
+    tamper(bad.data)
+    kept, dropped = store.checked((_stored(good), _stored(bad)))
+    assert [layer.layer for layer in kept] == ["fc6"]
+    assert len(dropped) == 1 and "vgg16.fc7" in dropped[0] and reason in dropped[0]
+    assert not bad.location.exists() and good.location.exists()
+
+
+def test_a_store_owned_by_another_user_is_refused_unless_configured(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from vista_sql.physical.store import SHARED_ENV, FeatureStore, StoreError
+
+    if os.geteuid() != 0:
+        pytest.skip("giving a directory to another user needs root")
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    os.chown(cache, 4242, 4242)
+    monkeypatch.delenv(SHARED_ENV, raising=False)
+    with pytest.raises(StoreError, match="belongs to user id 4242") as raised:
+        FeatureStore(cache)
+    assert SHARED_ENV in str(raised.value)
+    with pytest.raises(StoreError, match="belongs to user id 4242"):
+        vista_sql_explain_with_cache(tmp_path, cache)
+    monkeypatch.setenv(SHARED_ENV, "1")
+    FeatureStore(cache)  # trusted when configured
+
+
+def vista_sql_explain_with_cache(tmp_path: Path, cache: Path) -> str:
+    import vista_sql
+
+    pictures = tmp_path / "pictures"
+    pictures.mkdir(exist_ok=True)
+    (pictures / "0.jpg").write_bytes(b"0" * 100)
+    return vista_sql.explain(
+        f"TRANSFER FEATURES OF '{pictures}' FROM CNN vgg16 WEIGHTS RANDOM LAYERS (fc7)"
+        f" JOIN 't.parquet' USING (id) TRAIN LOGREG LABEL y"
+        f" WITH (cache = true, cache_dir = '{cache}')"
+    )

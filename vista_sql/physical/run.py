@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import shutil
 import time
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -113,7 +114,7 @@ def run_plan(
     }
     bottom_up = sorted(query.layers, key=cnn.index)
     lowering = Lowering(images=prepared.images, table=prepared.table, settings=settings)
-    staging = staging_directory(into, query.options.overwrite) if into else None
+    staging = staging_directory(into, query.options.overwrite, query) if into else None
 
     def write(run: LayerRun, table: DataFrame) -> None:
         if staging is not None:
@@ -233,7 +234,7 @@ def run_query(
         store_settings,
         stored_layers,
     )
-    from vista_sql.physical.store_io import StoreWriter, store_report
+    from vista_sql.physical.store_io import StoreWarning, StoreWriter, store_report
 
     into = into if into is not None else query.into
     given = spark if spark is not None else _session_of(tables) or foreign_active_session()
@@ -244,6 +245,14 @@ def run_query(
     store = store_settings(query.options)
     keys = statement_keys(query, catalog, tables) if store.enabled else None
     stored = stored_layers(query, catalog, tables, keys) if keys is not None else ()
+    if stored:
+        # Entries are read only after their data matches the digest written with them; one that
+        # does not is removed, and its layers are computed (and stored) again.
+        stored, dropped = FeatureStore.of(store).checked(stored)
+        for reason in dropped:
+            warnings.warn(
+                f"feature store entry dropped and recomputed: {reason}", StoreWarning, stacklevel=2
+            )
 
     def decision_with(stored: tuple[StoredLayer, ...]) -> Decision:
         return decide(
