@@ -649,3 +649,40 @@ def vista_sql_explain_with_cache(tmp_path: Path, cache: Path) -> str:
         f" JOIN 't.parquet' USING (id) TRAIN LOGREG LABEL y"
         f" WITH (cache = true, cache_dir = '{cache}')"
     )
+
+
+# ------------------------------------------------------------------------------------------------
+# Resources on a system without /proc or cgroups
+# ------------------------------------------------------------------------------------------------
+
+
+def test_resources_without_proc_or_cgroups_fall_back_to_sysconf(tmp_path: Path) -> None:
+    from vista_sql.cost_model.resources import detect_resources
+
+    found = detect_resources(root=tmp_path, cpus=3)  # an empty root: no /proc, no /sys
+    assert found.memory_bytes == os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    assert found.cores == 3
+    assert dict(found.origin)["memory"] == "sysconf SC_PHYS_PAGES (no /proc/meminfo)"
+    # Unreadable /proc files are the same as none.
+    (tmp_path / "proc" / "self").mkdir(parents=True)
+    (tmp_path / "proc" / "meminfo").write_bytes(b"\xff\xfe garbage")
+    (tmp_path / "proc" / "self" / "cgroup").write_bytes(b"\xff\xfe")
+    (tmp_path / "proc" / "self" / "mountinfo").mkdir()
+    assert detect_resources(root=tmp_path, cpus=3).memory_bytes == found.memory_bytes
+
+
+def test_resources_without_any_memory_figure_ask_for_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from vista_sql.cost_model.resources import detect_resources
+    from vista_sql.errors import ResourceError
+    from vista_sql.logical.query import Options
+
+    def no_sysconf(name: str) -> int:
+        raise ValueError(f"unrecognized configuration name {name}")
+
+    monkeypatch.setattr(os, "sysconf", no_sysconf)
+    with pytest.raises(ResourceError, match=r"WITH \(memory = '8g'\)"):
+        detect_resources(root=tmp_path, cpus=2)
+    given = detect_resources(Options(memory=2**30), root=tmp_path, cpus=2)
+    assert given.memory_bytes == 2**30
