@@ -692,3 +692,56 @@ def test_resources_without_any_memory_figure_ask_for_one(
         detect_resources(root=tmp_path, cpus=2)
     given = detect_resources(Options(memory=2**30), root=tmp_path, cpus=2)
     assert given.memory_bytes == 2**30
+
+
+@pytest.mark.spark
+@pytest.mark.tf
+@pytest.mark.slow
+def test_a_poisoned_store_entry_is_recomputed_with_a_warning_never_read(
+    spark: Any, tmp_path: Path, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """An entry's Parquet replaced by a valid one with other values (what an attacker who could
+    write the store would do) is dropped: the statement's result is a fresh run's."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    from test_store_spark import cached, features, outcome, statement
+    from tiny_cnn import register_tiny_cnn
+
+    import vista_sql
+    from vista_sql.datasets.foods import make_foods
+    from vista_sql.physical.store import FeatureStore
+    from vista_sql.physical.store_io import StoreWarning
+
+    tiny = register_tiny_cnn(tmp_path_factory.mktemp("poison_models"))
+    foods = make_foods(tmp_path / "foods", rows=24, seed=4, image_size=32)
+    images = foods.images_dir
+    cache = tmp_path / "cache"
+    fresh = vista_sql.execute(
+        statement(images, foods, tiny, "fc1, fc2", "cache = false", tmp_path / "fresh"),
+        spark=spark,
+        progress=False,
+    )
+    first = vista_sql.execute(
+        statement(images, foods, tiny, "fc1, fc2", cached(cache)), spark=spark, progress=False
+    )
+    assert len(first.store["written"]) == 2
+    store = FeatureStore(cache)
+    poisoned = next(e for e in store.entries() if e.meta["layer"] == "fc1")
+    for part in sorted(poisoned.data.glob("*.parquet")):
+        table = pq.read_table(part)
+        values = pa.array(
+            [[1.0] * len(row) for row in table.column("values").to_pylist()],
+            pa.list_(pa.float32()),
+        )
+        pq.write_table(table.set_column(1, "values", values), part)
+
+    second_sql = statement(images, foods, tiny, "fc1, fc2", cached(cache), tmp_path / "second")
+    with pytest.warns(StoreWarning, match=r"dropped and recomputed: tiny\.fc1 .*not the"):
+        second = vista_sql.execute(second_sql, spark=spark, progress=False)
+    assert [entry.split(":")[0] for entry in second.store["read"]] == ["tiny.fc2"]
+    assert [entry.split()[0] for entry in second.store["written"]] == ["tiny.fc1"]
+    assert outcome(second) == outcome(fresh)
+    np.testing.assert_array_equal(
+        features(tmp_path / "second", "fc1"), features(tmp_path / "fresh", "fc1")
+    )
+    assert all(store.verify(entry) is None for entry in store.entries())

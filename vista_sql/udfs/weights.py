@@ -147,7 +147,12 @@ def check_container(path: Path, shown: str) -> None:
     if path.suffix.lower() == ".keras":
         try:
             with zipfile.ZipFile(path) as archive:
-                config = archive.read("config.json") if "config.json" in archive.namelist() else b""
+                names = archive.namelist()
+                if "config.json" in names and (
+                    archive.getinfo("config.json").file_size > MAX_CONFIG_BYTES
+                ):
+                    raise ValueError(f"its config.json is over {MAX_CONFIG_BYTES} bytes")
+                config = archive.read("config.json") if "config.json" in names else b""
         except (zipfile.BadZipFile, OSError, RuntimeError, ValueError) as error:
             raise WeightsError(
                 f"cannot load weights file '{shown}': it is not a .keras archive ({error})"
@@ -187,6 +192,9 @@ def _refuse_code(config: Any, shown: str) -> None:
             " model.save_weights('<file>.weights.h5') and use that file"
         )
 
+
+MAX_CONFIG_BYTES = 64 * 2**20
+"""A model configuration is a few hundred KB; a larger one is refused before it is inflated."""
 
 SAFE_MODULE_PREFIX = "keras"
 """A serialized object whose ``module`` starts otherwise is a custom object."""
@@ -311,7 +319,7 @@ def convert_packaged(cnn: str, packaged: PackagedWeights, source: Path, target: 
     """
     try:
         arrays = packaged.read(source)
-    except (PickleError, KeyError, ValueError, OSError) as error:
+    except (PickleError, KeyError, ValueError, TypeError, IndexError, OSError) as error:
         raise WeightsError(f"cannot read {cnn}'s packaged weights {source}: {error}") from error
     model = definition(cnn).build()
     weighted = {layer.name: layer for layer in model.layers if layer.weights}
