@@ -710,7 +710,7 @@ def test_a_poisoned_store_entry_is_recomputed_with_a_warning_never_read(
     import vista_sql
     from vista_sql.datasets.foods import make_foods
     from vista_sql.physical.store import FeatureStore
-    from vista_sql.physical.store_io import StoreWarning
+    from vista_sql.physical.store.spark_io import StoreWarning
 
     tiny = register_tiny_cnn(tmp_path_factory.mktemp("poison_models"))
     foods = make_foods(tmp_path / "foods", rows=24, seed=4, image_size=32)

@@ -70,9 +70,9 @@ MiB = 2**20
 PARQUET_BATCH_ROWS = 4096
 """spark.sql.parquet.columnarReaderBatchSize default: rows a Parquet scan decodes at once."""
 STORE_ROW_GROUP_BYTES = 16 * MiB
-"""Row group size of the feature store's Parquet files (physical/store_io.py writes them so): the
-vectorized reader decodes at most one row group's rows at once, so wide tensors (a conv layer's
-resume tensor is ~100 KB a row) do not make a 4096-row batch of hundreds of MB."""
+"""Row group size of the feature store's Parquet files (physical/store/spark_io.py writes them
+so): the vectorized reader decodes at most one row group's rows at once, so wide tensors (a conv
+layer's resume tensor is ~100 KB a row) do not make a 4096-row batch of hundreds of MB."""
 PARQUET_MIN_GROUP_ROWS = 100
 """parquet-mr first checks a row group's size after this many rows (minRowCountForPageSizeCheck),
 so a group holds at least that many."""
