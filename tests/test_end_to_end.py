@@ -61,7 +61,13 @@ def test_into_writes_features_models_and_report_and_never_clobbers(
     target = tmp_path / "out"
     sql = statement(foods, "alexnet", "(conv5, fc8)", f"INTO '{target}'")
     result = vista_sql.execute(sql, spark=spark, progress=False)
-    assert sorted(os.listdir(target)) == ["conv5", "fc8", "metrics.png", "report.json"]
+    assert sorted(os.listdir(target)) == [
+        OUTPUT_MARKER,
+        "conv5",
+        "fc8",
+        "metrics.png",
+        "report.json",
+    ]
     for layer, size in (("conv5", 4 * 256), ("fc8", 1000)):
         table = spark.read.parquet(str(target / layer / "features.parquet"))
         assert table.columns == ["id", "label", "features"]
