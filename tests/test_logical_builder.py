@@ -21,7 +21,7 @@ from vista_sql.logical.query import (
     Statement,
     TransferQuery,
 )
-from vista_sql.logical.values import parse_memory
+from vista_sql.units import parse_size as parse_memory
 
 BASE = """TRANSFER FEATURES OF 'data/images' AS i
   FROM CNN vgg16 WEIGHTS RANDOM SEED 7

@@ -22,8 +22,7 @@ from functools import cache
 from importlib import resources
 from typing import Any
 
-MiB = 2**20
-GiB = 2**30
+from vista_sql.units import GiB, MiB
 
 SPARK = "Spark fact"
 MEASURED = "measured"

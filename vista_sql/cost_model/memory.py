@@ -49,7 +49,6 @@ from vista_sql.cost_model.estimate import (
     ABSENT,
     ZERO,
     Estimate,
-    format_bytes,
     largest,
     total,
 )
@@ -65,8 +64,8 @@ from vista_sql.logical.plan import (
     TableScan,
     Train,
 )
+from vista_sql.units import MiB, format_bytes
 
-MiB = 2**20
 PARQUET_BATCH_ROWS = 4096
 """spark.sql.parquet.columnarReaderBatchSize default: rows a Parquet scan decodes at once."""
 STORE_ROW_GROUP_BYTES = 16 * MiB

@@ -39,7 +39,7 @@ from typing import Protocol
 from vista_sql.catalog import Catalog
 from vista_sql.cost_model.config import Choice, SparkConfig
 from vista_sql.cost_model.constants import CostConstants, constants
-from vista_sql.cost_model.estimate import Estimate, format_bytes, format_seconds
+from vista_sql.cost_model.estimate import Estimate, format_seconds
 from vista_sql.cost_model.facts import PlanFacts, analyze
 from vista_sql.cost_model.memory import (
     Fit,
@@ -64,8 +64,7 @@ from vista_sql.logical.plan import (
     transform_up,
 )
 from vista_sql.logical.query import JoinStrategy, Options, StorageLevel, TransferQuery
-
-MiB = 2**20
+from vista_sql.units import MiB, format_bytes
 
 BATCH_SIZES = (64, 32, 16, 8, 4, 2, 1)
 """TensorFlow batch sizes tried, largest first."""

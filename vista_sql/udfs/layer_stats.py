@@ -34,6 +34,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from vista_sql.units import MiB
+
 CATALOG = Path(str(resources.files("vista_sql.catalog").joinpath("cnns.json")))
 BYTES_PER_FLOAT = 4
 MODULE = "vista_sql.udfs.layer_stats"
@@ -215,7 +217,7 @@ def regenerate(
             raw["activation_bytes"] = found["activation_bytes"]
             if rss:
                 raw["peak_rss_bytes"] = measure_rss(cnn, raw["name"], batch_size)
-                print(f"{cnn} {raw['name']}: peak RSS {raw['peak_rss_bytes'] / 2**20:.0f} MiB")
+                print(f"{cnn} {raw['name']}: peak RSS {raw['peak_rss_bytes'] / MiB:.0f} MiB")
     measured = dict(document.get("measured") or {})
     measured.update(
         {

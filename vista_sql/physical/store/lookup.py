@@ -13,6 +13,7 @@ from vista_sql.logical.stored import StoredLayer
 from vista_sql.physical.store.entries import FeatureStore
 from vista_sql.physical.store.keys import StatementKeys, statement_keys
 from vista_sql.physical.store.settings import store_settings
+from vista_sql.units import format_bytes
 
 
 def stored_layers(
@@ -55,7 +56,7 @@ def format_entries(store: FeatureStore) -> str:
                 entry.name[:16],
                 entry.describe(),
                 str(entry.rows),
-                _size(entry.file_bytes),
+                format_bytes(entry.file_bytes),
                 time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(entry.last_used)),
                 str(entry.meta["images"]["path"]),
             )
@@ -65,13 +66,5 @@ def format_entries(store: FeatureStore) -> str:
         for row in [header, *rows]:
             lines.append("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
     total = sum(entry.file_bytes for entry in entries)
-    lines.append(f"total {_size(total)} of at most {_size(store.max_bytes)}")
+    lines.append(f"total {format_bytes(total)} of at most {format_bytes(store.max_bytes)}")
     return "\n".join(lines)
-
-
-def _size(value: float) -> str:
-    units = ("B", "KiB", "MiB", "GiB", "TiB")
-    index = 0
-    while value >= 1024 and index < len(units) - 1:
-        value, index = value / 1024, index + 1
-    return f"{value:.0f} {units[index]}" if index == 0 else f"{value:.1f} {units[index]}"

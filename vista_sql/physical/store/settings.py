@@ -9,7 +9,7 @@ from pathlib import Path
 
 from vista_sql.errors import VistaError
 from vista_sql.logical.query import Options
-from vista_sql.logical.values import parse_memory
+from vista_sql.units import parse_size
 
 FORMAT = 1
 """Version of the layout and of the entries' contents; part of every key."""
@@ -51,7 +51,7 @@ def max_bytes_from_env() -> int:
     if not text:
         return DEFAULT_MAX_BYTES
     try:
-        return parse_memory(text)
+        return parse_size(text)
     except ValueError as error:
         raise StoreError(f"{SIZE_ENV}={text!r}: {error}") from error
 
