@@ -562,6 +562,12 @@ def test_store_directories_are_private_and_entries_record_their_digest(tmp_path:
         entry = write_entry(store, keys_of(pictures), "fc6")
     finally:
         os.umask(old_umask)
+    shared = tmp_path / "shared"
+    shared.mkdir(mode=0o755)
+    shared.chmod(0o755)
+    FeatureStore(shared).begin()
+    assert shared.stat().st_mode & 0o777 == 0o755, "a directory the user named keeps its mode"
+    assert (shared / "store").stat().st_mode & 0o777 == 0o700
     for directory in (
         tmp_path / "cache",
         tmp_path / "cache" / "store",

@@ -156,10 +156,16 @@ class FeatureStore:
         return staging
 
     def _private(self, directory: Path) -> None:
-        """Create ``directory`` and the store's directories above it, each 0700."""
-        for path in (self.directory, self.directory / "store", self.root, directory):
+        """Create ``directory`` and the store's directories above it, each 0700.
+
+        The cache directory itself is made 0700 only when the store creates it: a directory the
+        user named (``/tmp``, a home directory) keeps its mode; ``store/`` below it is private.
+        """
+        if not self.directory.is_dir():
+            self.directory.mkdir(mode=PRIVATE_MODE, parents=True, exist_ok=True)
+        for path in (self.directory / "store", self.root, directory):
             if not path.is_dir():
-                path.mkdir(mode=PRIVATE_MODE, parents=True, exist_ok=True)
+                path.mkdir(mode=PRIVATE_MODE, exist_ok=True)
             if path.stat().st_uid == os.geteuid():  # a shared store's owner keeps its modes
                 path.chmod(PRIVATE_MODE)
 
