@@ -13,6 +13,7 @@ import vista_sql
 from vista_sql.catalog import current
 from vista_sql.datasets.foods import FoodsDataset, make_foods
 from vista_sql.errors import VistaError
+from vista_sql.physical.result import OUTPUT_MARKER
 
 pytestmark = [pytest.mark.spark, pytest.mark.tf, pytest.mark.slow]
 
@@ -60,7 +61,13 @@ def test_into_writes_features_models_and_report_and_never_clobbers(
     target = tmp_path / "out"
     sql = statement(foods, "alexnet", "(conv5, fc8)", f"INTO '{target}'")
     result = vista_sql.execute(sql, spark=spark, progress=False)
-    assert sorted(os.listdir(target)) == ["conv5", "fc8", "metrics.png", "report.json"]
+    assert sorted(os.listdir(target)) == [
+        OUTPUT_MARKER,
+        "conv5",
+        "fc8",
+        "metrics.png",
+        "report.json",
+    ]
     for layer, size in (("conv5", 4 * 256), ("fc8", 1000)):
         table = spark.read.parquet(str(target / layer / "features.parquet"))
         assert table.columns == ["id", "label", "features"]
@@ -78,7 +85,12 @@ def test_into_writes_features_models_and_report_and_never_clobbers(
         vista_sql.execute(sql, spark=spark, progress=False)
     again = statement(foods, "alexnet", "(fc8)", f"WITH (overwrite = true) INTO '{target}'")
     vista_sql.execute(again, spark=spark, progress=False)
-    assert sorted(os.listdir(target)) == ["fc8", "metrics.png", "report.json"]
+    assert sorted(os.listdir(target)) == [
+        OUTPUT_MARKER,
+        "fc8",
+        "metrics.png",
+        "report.json",
+    ]
 
 
 def test_explain_analyze_runs_and_reports_estimates_beside_measurements(

@@ -25,6 +25,7 @@ from reliability_support import (
 import vista_sql
 from vista_sql.datasets.foods import FoodsDataset
 from vista_sql.errors import DataError
+from vista_sql.physical.result import OUTPUT_MARKER, write_marker
 
 pytestmark = [pytest.mark.spark, pytest.mark.tf, pytest.mark.slow]
 
@@ -115,6 +116,7 @@ def test_bad_images_fail_by_default_naming_the_first_and_the_count_and_keep_into
     target = tmp_path / "out"
     target.mkdir()
     (target / "report.json").write_text('{"kept": true}\n')
+    write_marker(str(target))  # an earlier INTO's output, which overwrite = true may replace
     sql = statement(images, foods.table_path, f"WITH (overwrite = true) INTO '{target}'")
 
     with pytest.raises(DataError) as raised:
@@ -128,7 +130,7 @@ def test_bad_images_fail_by_default_naming_the_first_and_the_count_and_keep_into
         assert f"{row} (" in message and reason in message
     assert "on_bad_image = 'skip'" in message
     assert sorted(os.listdir(tmp_path)) == ["images", "out"], "no staging directory left"
-    assert os.listdir(target) == ["report.json"]
+    assert sorted(os.listdir(target)) == [OUTPUT_MARKER, "report.json"]
     assert (target / "report.json").read_text() == '{"kept": true}\n'
 
 

@@ -121,6 +121,12 @@ class DataError(VistaError):
         self.count = count
 
 
+class WeightsError(VistaError):
+    """Weights that cannot be had, do not fit the CNN, or come from a file that is not what it
+    claims to be (malformed, hostile, or asking to run code); the message names the file and says
+    what to do."""
+
+
 def did_you_mean(name: str, choices: list[str] | tuple[str, ...]) -> str:
     """'valid: a, b, c' with the closest match first when one is close."""
     import difflib

@@ -6,6 +6,11 @@ there is one (cgroup v2 ``memory.max`` / ``cpu.max``, v1 ``memory.limit_in_bytes
 ``cpu.cfs_quota_us``, on the cgroup of this process and on its ancestors, whose limits bind too).
 A container or a benchmark's memory controller therefore sizes the plan, not the host: the kernel
 kills a process tree that exceeds its cgroup, whatever the host has free.
+
+On a system without ``/proc`` or cgroups (macOS, a sandbox, a container without them mounted) or
+where they cannot be read, memory falls back to ``sysconf`` (physical pages times page size) and
+no cgroup limit applies; ``origin`` says which. Only when even that is unavailable is it a
+:class:`ResourceError` that asks for ``WITH (memory = ...)``.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ import os
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from vista_sql.errors import ResourceError
 from vista_sql.logical.query import Options
 
 UNLIMITED = 2**62
@@ -88,11 +94,28 @@ def detect_resources(
 
 
 def _machine_memory(root: Path) -> tuple[int, str]:
-    total = _meminfo_total(root)
+    try:
+        total, source = _meminfo_total(root), "/proc/meminfo MemTotal"
+    except (OSError, ValueError, UnicodeDecodeError):
+        total, source = _sysconf_memory(), "sysconf SC_PHYS_PAGES (no /proc/meminfo)"
     limit = _cgroup_limit(root, v2_file="memory.max", v1_controller="memory")
     if limit is not None and limit[0] < total:
         return limit[0], limit[1]
-    return total, "/proc/meminfo MemTotal"
+    return total, source
+
+
+def _sysconf_memory() -> int:
+    """Physical memory from ``sysconf``, where ``/proc/meminfo`` cannot be read."""
+    try:
+        pages, page_size = os.sysconf("SC_PHYS_PAGES"), os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, ValueError, OSError):
+        pages = page_size = -1
+    if pages <= 0 or page_size <= 0:
+        raise ResourceError(
+            "cannot tell this machine's memory (no /proc/meminfo, no sysconf SC_PHYS_PAGES);"
+            " give it with WITH (memory = '8g')"
+        )
+    return int(pages) * int(page_size)
 
 
 def _machine_cores(root: Path, cpus: int | None) -> tuple[int, str]:
@@ -127,11 +150,8 @@ class _Mount:
 
 
 def _mounts(root: Path) -> list[_Mount]:
-    path = root / "proc" / "self" / "mountinfo"
-    if not path.exists():
-        return []
-    mounts = []
-    for line in path.read_text().splitlines():
+    mounts: list[_Mount] = []
+    for line in _lines(root / "proc" / "self" / "mountinfo"):
         left, _, right = line.partition(" - ")
         parts, tail = left.split(), right.split()
         if len(parts) < 5 or len(tail) < 3:
@@ -143,10 +163,7 @@ def _mounts(root: Path) -> list[_Mount]:
 def _cgroup_dirs(root: Path, controller: str | None) -> list[Path]:
     """The directories of this process's cgroup (v2 when ``controller`` is None), leaf first,
     then each ancestor up to the mount point."""
-    cgroup_file = root / "proc" / "self" / "cgroup"
-    if not cgroup_file.exists():
-        return []
-    for line in cgroup_file.read_text().splitlines():
+    for line in _lines(root / "proc" / "self" / "cgroup"):
         hierarchy, _, rest = line.partition(":")
         controllers, _, path = rest.partition(":")
         if controller is None and hierarchy == "0" and controllers == "":
@@ -176,10 +193,18 @@ def _cgroup_dirs(root: Path, controller: str | None) -> list[Path]:
     return []
 
 
+def _lines(path: Path) -> list[str]:
+    """The lines of a /proc file; none when it is missing or unreadable (no /proc: no cgroups)."""
+    try:
+        return path.read_text().splitlines()
+    except (OSError, UnicodeDecodeError):
+        return []
+
+
 def _read_int(path: Path) -> int | None:
     try:
         text = path.read_text().strip()
-    except OSError:
+    except (OSError, UnicodeDecodeError):
         return None
     if text in ("max", "-1", ""):
         return None
@@ -210,12 +235,11 @@ def _cgroup_cpus(root: Path) -> tuple[int, str] | None:
     for directory in _cgroup_dirs(root, None):
         try:
             quota, period = (directory / "cpu.max").read_text().split()
-        except (OSError, ValueError):
+            cores = 0 if quota == "max" else max(1, math.ceil(int(quota) / int(period)))
+        except (OSError, ValueError, UnicodeDecodeError, ZeroDivisionError):
             continue
-        if quota != "max":
-            cores = max(1, math.ceil(int(quota) / int(period)))
-            if best is None or cores < best[0]:
-                best = (cores, "cgroup v2 cpu.max")
+        if cores and (best is None or cores < best[0]):
+            best = (cores, "cgroup v2 cpu.max")
     for directory in _cgroup_dirs(root, "cpu"):
         quota_us = _read_int(directory / "cpu.cfs_quota_us")
         period_us = _read_int(directory / "cpu.cfs_period_us")

@@ -4,7 +4,9 @@ INTO '<dir>' writes, per layer, ``<dir>/<layer>/features.parquet`` (``id``, ``la
 the structured features followed by the CNN features, as one vector) and ``<dir>/<layer>/model``
 (Spark ML format), plus ``<dir>/report.json`` and ``<dir>/metrics.png``. Everything is written under
 a temporary sibling directory that is renamed into place only when the statement succeeded, so an
-interrupted run never leaves a directory that looks complete.
+interrupted run never leaves a directory that looks complete. A marker file, ``OUTPUT_MARKER``,
+is written last; ``WITH (overwrite = true)`` replaces only a directory that has it (and a
+report.json), never one vista_sql did not write, and follows no symbolic link.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import stat
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -151,14 +154,24 @@ class TransferResult:
         return self.table()
 
 
-def staging_directory(target: str, overwrite: bool) -> str:
-    """A fresh temporary sibling of ``target`` to write into; refuses to clobber ``target``."""
+OUTPUT_MARKER = ".vista_sql_output.json"
+"""Written last into every INTO directory (after report.json and the plot): what marks a directory
+as vista_sql's, the only kind ``overwrite = true`` replaces."""
+
+
+def staging_directory(target: str, overwrite: bool, query: TransferQuery | None = None) -> str:
+    """A fresh temporary sibling of ``target`` to write into; refuses to clobber ``target``.
+
+    An existing ``target`` is replaced only with ``overwrite`` and only when vista_sql wrote it
+    (:func:`is_vista_output`); a symbolic link is never followed, as the target or inside it.
+    Refusals point at the INTO clause of ``query``.
+    """
     target = os.path.abspath(target)
-    if os.path.exists(target) and not overwrite:
-        raise VistaError(
-            f"INTO '{target}' already exists; choose a new directory or add "
-            "WITH (overwrite = true) to replace it"
-        )
+    if os.path.lexists(target):
+        refusal = replace_refusal(target, overwrite)
+        if refusal is not None:
+            origin = query.origins.get("into") if query is not None else None
+            raise VistaError.at(refusal, query.sql if query is not None else None, origin)
     parent = os.path.dirname(target)
     os.makedirs(parent, exist_ok=True)
     staging = os.path.join(parent, f".{os.path.basename(target)}.partial-{os.getpid()}")
@@ -167,10 +180,62 @@ def staging_directory(target: str, overwrite: bool) -> str:
     return staging
 
 
+def replace_refusal(target: str, overwrite: bool) -> str | None:
+    """Why the existing ``target`` may not be replaced, or None when it may."""
+    if not overwrite:
+        return (
+            f"INTO '{target}' already exists; choose a new directory or add"
+            " WITH (overwrite = true) to replace it"
+        )
+    if os.path.islink(target):
+        return (
+            f"INTO '{target}' is a symbolic link; vista_sql does not follow links in INTO"
+            " targets: name the directory itself"
+        )
+    if not is_vista_output(target):
+        return (
+            f"INTO '{target}' exists and is not a directory vista_sql wrote (it has no"
+            f" {OUTPUT_MARKER} beside a report.json); overwrite = true replaces only an earlier"
+            " INTO's output: choose a new directory in INTO, or remove this one yourself"
+        )
+    return None
+
+
+def is_vista_output(directory: str) -> bool:
+    """Whether ``directory`` (not a link) holds a regular report.json and a regular marker file
+    that says vista_sql wrote it. Nothing is followed: a link in its place does not count."""
+    try:
+        if not stat.S_ISDIR(os.lstat(directory).st_mode):
+            return False
+        marker = os.path.join(directory, OUTPUT_MARKER)
+        report = os.path.join(directory, "report.json")
+        if not all(stat.S_ISREG(os.lstat(path).st_mode) for path in (marker, report)):
+            return False
+        descriptor = os.open(marker, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+        with os.fdopen(descriptor) as handle:
+            found = json.loads(handle.read(4096))
+    except (OSError, ValueError):
+        return False
+    return isinstance(found, dict) and found.get("written_by") == "vista_sql"
+
+
+def write_marker(directory: str) -> None:
+    """Mark ``directory`` as vista_sql's output; call it after everything else is written."""
+    from vista_sql import __version__
+
+    with open(os.path.join(directory, OUTPUT_MARKER), "w") as handle:
+        json.dump({"written_by": "vista_sql", "version": __version__}, handle)
+        handle.write("\n")
+
+
 def publish(staging: str, target: str) -> None:
-    """Move the finished ``staging`` directory to ``target`` (replacing it when allowed)."""
+    """Move the finished ``staging`` directory to ``target``, replacing an earlier INTO output
+    (checked again here: the directory may have changed while the statement ran)."""
     target = os.path.abspath(target)
-    if os.path.exists(target):
+    if os.path.lexists(target):
+        refusal = replace_refusal(target, overwrite=True)
+        if refusal is not None:
+            raise VistaError(refusal)
         backup = f"{target}.old-{os.getpid()}"
         os.rename(target, backup)
         os.rename(staging, target)
@@ -198,11 +263,13 @@ def write_layer(staging: str, run: LayerRun, table: Any, labels: tuple[Any, ...]
 
 
 def write_report(staging: str, result: TransferResult) -> None:
-    """report.json and metrics.png (metrics by layer, bottom to top) under ``staging``."""
+    """report.json and metrics.png (metrics by layer, bottom to top) under ``staging``, then the
+    marker that makes it replaceable by a later ``overwrite = true``."""
     with open(os.path.join(staging, "report.json"), "w") as handle:
         json.dump(result.report(), handle, indent=2, sort_keys=True, default=str)
         handle.write("\n")
     plot_metrics(result, os.path.join(staging, "metrics.png"))
+    write_marker(staging)
 
 
 def plot_metrics(result: TransferResult, path: str) -> None:

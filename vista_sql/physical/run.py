@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import shutil
 import time
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -61,7 +62,7 @@ from vista_sql.physical.store import (
     store_settings,
     stored_layers,
 )
-from vista_sql.physical.store.spark_io import StoreWriter, store_report
+from vista_sql.physical.store.spark_io import StoreWarning, StoreWriter, store_report
 from vista_sql.physical.worker_errors import raise_worker_error
 
 if TYPE_CHECKING:
@@ -133,7 +134,7 @@ def run_plan(
     }
     bottom_up = sorted(query.layers, key=cnn.index)
     lowering = Lowering(images=prepared.images, table=prepared.table, settings=settings)
-    staging = staging_directory(into, query.options.overwrite) if into else None
+    staging = staging_directory(into, query.options.overwrite, query) if into else None
 
     def write(run: LayerRun, table: DataFrame) -> None:
         if staging is not None:
@@ -242,6 +243,14 @@ def plan_inputs(
     store = store_settings(query.options)
     keys = statement_keys(query, catalog, tables) if store.enabled else None
     stored = stored_layers(query, catalog, tables, keys) if keys is not None else ()
+    if stored:
+        # Entries are read only after their data matches the digest written with them; one that
+        # does not is removed, and its layers are computed (and stored) again.
+        stored, dropped = FeatureStore.of(store).checked(stored)
+        for reason in dropped:
+            warnings.warn(
+                f"feature store entry dropped and recomputed: {reason}", StoreWarning, stacklevel=3
+            )
     return Planning(stats, resources, store, keys, stored)
 
 

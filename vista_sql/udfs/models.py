@@ -84,30 +84,37 @@ class WeightedModel:
                 set_value(variable, seeded_values(seed, variable.path, variable.shape, init))
 
     def _load_file(self) -> None:
-        """Load the whole file: every variable is set to NaN first, so one the file lacks shows."""
-        for variable in self.model.weights:
-            if not is_materialized(variable):
-                set_value(variable, np.full(variable.shape, np.nan, dtype=variable.dtype))
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            try:
-                self.model.load_weights(self.path)
-            except Exception as error:  # h5py, Keras and OS errors alike mean an unusable file
-                raise WeightsError(
-                    f"cannot load weights file '{self.path}' into {self.cnn}: {error}"
-                ) from error
-        missing = [v.path for v in self.model.weights if np.isnan(v.numpy()).any()]
-        if missing:
-            shown = ", ".join(missing[:5]) + (", ..." if len(missing) > 5 else "")
-            said = f"; Keras said: {caught[0].message}" if caught else ""
-            raise WeightsError(
-                f"weights file '{self.path}' does not fit {self.cnn}: it leaves {len(missing)}"
-                f" of {len(self.model.weights)} variables unset or NaN ({shown}){said}"
-            )
-        for warning in caught:
-            warnings.warn_explicit(
-                warning.message, warning.category, warning.filename, warning.lineno
-            )
+        if self.path is None:
+            raise WeightsError(f"{self.weights.describe()} weights need a file")
+        load_weights_file(self.model, self.path, self.cnn)
+
+
+def load_weights_file(model: keras.Model, path: str, cnn: str) -> None:
+    """Load the whole file into ``model``: every variable is set to NaN first, so one the file
+    lacks shows. Whatever is wrong with the file (malformed HDF5, a variable of another shape or
+    dtype, one missing) is a WeightsError naming it."""
+    for variable in model.weights:
+        if not is_materialized(variable):
+            set_value(variable, np.full(variable.shape, np.nan, dtype=variable.dtype))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            model.load_weights(path)
+        except Exception as error:  # h5py, Keras and OS errors alike mean an unusable file
+            raise WeightsError(f"cannot load weights file '{path}' into {cnn}: {error}") from error
+    try:
+        missing = [v.path for v in model.weights if np.isnan(v.numpy()).any()]
+    except Exception as error:  # a value of a type NumPy cannot compare is no weight either
+        raise WeightsError(f"weights file '{path}' does not fit {cnn}: {error}") from error
+    if missing:
+        shown = ", ".join(missing[:5]) + (", ..." if len(missing) > 5 else "")
+        said = f"; Keras said: {caught[0].message}" if caught else ""
+        raise WeightsError(
+            f"weights file '{path}' does not fit {cnn}: it leaves {len(missing)}"
+            f" of {len(model.weights)} variables unset or NaN ({shown}){said}"
+        )
+    for warning in caught:
+        warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)
 
 
 def build_deferred(cnn: str) -> keras.Model:

@@ -31,6 +31,9 @@ the shipped roster, so every :class:`~vista_sql.udfs.inference.InferenceSpec` of
 carries its :class:`RegisteredCnn` (catalog entry and architecture); the worker installs it before
 building the model, and the model file reaches it as the weights file (``SparkContext.addFile``,
 like any weights file). Custom layer classes must be Keras-serializable and importable in workers.
+A model *file* is loaded in Keras safe mode (``safe_mode=True``, said explicitly) after
+``weights.check_container``: a file with a Lambda layer or custom objects would run code on
+loading and is refused; register the model object instead.
 """
 
 from __future__ import annotations
@@ -124,8 +127,14 @@ def _load(model_or_path: Any) -> keras.Model:
         path = Path(model_or_path).expanduser()
         if not path.is_file():
             raise RegistrationError(f"no Keras model file at '{model_or_path}'")
+        from vista_sql.udfs.weights import WeightsError, check_container
+
         try:
-            loaded: keras.Model = keras.saving.load_model(path, compile=False)
+            check_container(path, str(model_or_path))
+        except WeightsError as error:
+            raise RegistrationError(str(error)) from error
+        try:
+            loaded: keras.Model = keras.saving.load_model(path, compile=False, safe_mode=True)
         except Exception as error:  # Keras, h5py and zip errors alike mean an unusable file
             raise RegistrationError(f"cannot load a Keras model from '{path}': {error}") from error
         return loaded
@@ -323,5 +332,5 @@ def model_from_registered(cnn: str) -> keras.Model:
     found = registered(cnn)
     if found is None:
         raise SemanticError(f"{cnn} is not a registered CNN")
-    loaded: keras.Model = keras.saving.load_model(found.model_file, compile=False)
+    loaded: keras.Model = keras.saving.load_model(found.model_file, compile=False, safe_mode=True)
     return loaded

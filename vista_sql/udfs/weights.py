@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
+import json
 import math
 import os
 import shutil
@@ -38,7 +39,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from vista_sql.digest import file_sha256
-from vista_sql.errors import VistaError
+from vista_sql.errors import WeightsError
 from vista_sql.logical.plan import WeightsSpec
 from vista_sql.udfs.cnns import PackagedWeights
 from vista_sql.udfs.pickled import PickleError
@@ -66,10 +67,6 @@ standard deviation is about 0.226 of the range (torchvision's 0.229, 0.224, 0.22
 keeps 0..255 less the mean, tf mode maps to -1..1, torch mode divides by the std,
 efficientnet_lite computes (x - 127) / 128; raw keeps 0..255 and unit 0..1, which are not
 zero-mean: E[x^2] = mean^2 + std^2 with ImageNet's mean about 0.45 of the range."""
-
-
-class WeightsError(VistaError):
-    """Weights that cannot be had or do not fit the CNN; the message says what to do."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,29 +109,125 @@ def weights_file(cnn: str, weights: WeightsSpec, *, download: bool = True) -> st
     return str(imagenet_file(cnn, download=download))
 
 
-def check_container(path: Path, shown: str) -> None:
-    """Refuse, on the driver and in milliseconds, a file that is no Keras weights file at all.
+def source_file(cnn: str, weights: WeightsSpec) -> Path | None:
+    """The file whose content decides ``cnn``'s weights, found without downloading, converting or
+    importing TensorFlow (EXPLAIN and the feature store's keys use it).
 
-    Only the container is checked (an HDF5 superblock, or a ``.keras`` zip archive): whether its
-    variables fit the CNN is known only when a worker loads them (``models.WeightedModel``), and
-    that error reaches the user as a WeightsError too.
+    The user's file, the ImageNet file in the Keras cache, or, for ImageNet weights packaged in a
+    Python package, the package's own file (the Keras file converted from it is named after its
+    digest, and written only when a statement runs). None for random weights; a WeightsError
+    when the file is not on this machine.
+    """
+    if weights.kind != "imagenet":
+        found = weights_file(cnn, weights, download=False)
+        return None if found is None else Path(found)
+    from vista_sql.udfs.registry import registered
+
+    own = registered(cnn)
+    if own is not None:
+        return Path(own.model_file)
+    packaged = definition(cnn).packaged
+    if definition(cnn).imagenet is None and packaged is not None:
+        return packaged_source(cnn, packaged)
+    return imagenet_file(cnn, download=False)
+
+
+def check_container(path: Path, shown: str) -> None:
+    """Refuse, on the driver and in milliseconds, a file that is no Keras weights file at all, or
+    one that asks to run code.
+
+    The container is checked (an HDF5 superblock, or a ``.keras`` zip archive), and the model
+    configuration it carries, if any (see :func:`code_in_config`). Whether its variables fit the
+    CNN is known only when a worker loads them (``models.WeightedModel``), and that error reaches
+    the user as a WeightsError too.
     """
     import zipfile
 
     if path.suffix.lower() == ".keras":
-        if not zipfile.is_zipfile(path):
-            raise WeightsError(f"cannot load weights file '{shown}': it is not a .keras archive")
+        try:
+            with zipfile.ZipFile(path) as archive:
+                names = archive.namelist()
+                if "config.json" in names and (
+                    archive.getinfo("config.json").file_size > MAX_CONFIG_BYTES
+                ):
+                    raise ValueError(f"its config.json is over {MAX_CONFIG_BYTES} bytes")
+                config = archive.read("config.json") if "config.json" in names else b""
+        except (zipfile.BadZipFile, OSError, RuntimeError, ValueError) as error:
+            raise WeightsError(
+                f"cannot load weights file '{shown}': it is not a .keras archive ({error})"
+            ) from error
+        _refuse_code(config, shown)
         return
     import h5py
 
     try:
-        with h5py.File(path, "r"):
-            pass
-    except OSError as error:
+        with h5py.File(path, "r") as opened:
+            config = opened.attrs.get("model_config", b"")
+    except (OSError, ValueError, KeyError, RuntimeError) as error:
         raise WeightsError(
             f"cannot load weights file '{shown}': it is not a Keras weights file (HDF5 could"
             f" not open it: {error}); give a file saved with model.save_weights()"
         ) from error
+    _refuse_code(config, shown)
+
+
+def _refuse_code(config: Any, shown: str) -> None:
+    if isinstance(config, str):
+        config = config.encode()
+    if not isinstance(config, bytes) or not config:
+        return
+    try:
+        parsed = json.loads(config)
+    except (ValueError, RecursionError) as error:
+        raise WeightsError(
+            f"cannot load weights file '{shown}': its model configuration is not JSON ({error})"
+        ) from error
+    found = code_in_config(parsed)
+    if found is not None:
+        raise WeightsError(
+            f"refusing weights file '{shown}': its model configuration has {found}, which Keras"
+            " would run as Python code when loading it; vista_sql loads only files made of"
+            " built-in Keras layers (Keras safe_mode). Save the weights alone with"
+            " model.save_weights('<file>.weights.h5') and use that file"
+        )
+
+
+MAX_CONFIG_BYTES = 64 * 2**20
+"""A model configuration is a few hundred KB; a larger one is refused before it is inflated."""
+
+SAFE_MODULE_PREFIX = "keras"
+"""A serialized object whose ``module`` starts otherwise is a custom object."""
+
+
+def code_in_config(config: Any) -> str | None:
+    """What in a Keras model configuration (``config.json`` of a ``.keras`` file, or an HDF5
+    file's ``model_config``) would run Python code on loading, said in words; None if nothing.
+
+    A ``Lambda`` layer (or a serialized ``__lambda__`` function) carries its code; a custom object
+    (a ``registered_name``, or a ``module`` outside Keras) makes Keras import the user's module.
+    """
+    stack = [config]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, list):
+            stack.extend(item)
+            continue
+        if not isinstance(item, dict):
+            continue
+        name = item.get("class_name")
+        if name in ("Lambda", "__lambda__"):
+            layer = item.get("config", {})
+            called = layer.get("name") if isinstance(layer, dict) else None
+            return f"a Lambda layer{f' ({called})' if called else ''}"
+        module = item.get("module")
+        registered = item.get("registered_name")
+        if isinstance(name, str) and (
+            (isinstance(module, str) and not module.startswith(SAFE_MODULE_PREFIX))
+            or (isinstance(registered, str) and registered != name)
+        ):
+            return f"the custom object {registered or name} (module {module})"
+        stack.extend(item.values())
+    return None
 
 
 def imagenet_file(cnn: str, *, download: bool = True) -> Path:
@@ -225,7 +318,7 @@ def convert_packaged(cnn: str, packaged: PackagedWeights, source: Path, target: 
     """
     try:
         arrays = packaged.read(source)
-    except (PickleError, KeyError, ValueError, OSError) as error:
+    except (PickleError, KeyError, ValueError, TypeError, IndexError, OSError) as error:
         raise WeightsError(f"cannot read {cnn}'s packaged weights {source}: {error}") from error
     model = definition(cnn).build()
     weighted = {layer.name: layer for layer in model.layers if layer.weights}

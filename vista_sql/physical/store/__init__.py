@@ -46,7 +46,13 @@ weights' identity; the layer; the form (``features`` or ``resume``); the pooling
   CNN's module), so entries made by another version of that code are not used. A registered CNN
   (``vista_sql.register_cnn``) is identified by its architecture and weights digest.
 - *Weights*: ``random seed n`` by its seed; a weights file (ImageNet or ``WEIGHTS '<file>'``) by the
-  SHA-256 of its content.
+  SHA-256 of its content; ImageNet weights packaged in a Python package by the SHA-256 of the
+  package's file (``udfs.weights.source_file``).
+
+**Trust** (docs/security.md). Every directory of the store is created 0700; each entry's
+``entry.json`` records the SHA-256 of its data files, and a statement checks it before reading the
+entry (``FeatureStore.checked``: an entry that fails is removed and its layers recomputed); a
+store directory owned by another user is refused unless ``$VISTA_SQL_CACHE_SHARED=1``.
 
 Stale entries (changed images, weights or code) are never read, since their key is never asked
 for again; they age out by least-recent use.
@@ -58,7 +64,14 @@ whether a statement uses it, how large it may grow) -> ``keys`` (what an entry's
 look-up and ``vista-sql cache list``) -> ``spark_io`` (reading and writing entries with Spark).
 """
 
-from vista_sql.physical.store.entries import ABANDONED_SECONDS, Entry, FeatureStore, read_entry
+from vista_sql.physical.store.entries import (
+    ABANDONED_SECONDS,
+    Entry,
+    FeatureStore,
+    check_owner,
+    data_digest,
+    read_entry,
+)
 from vista_sql.physical.store.keys import (
     FEATURE_CODE,
     IMAGE_EXTENSIONS,
@@ -76,6 +89,8 @@ from vista_sql.physical.store.settings import (
     DEFAULT_MAX_BYTES,
     DIR_ENV,
     FORMAT,
+    PRIVATE_MODE,
+    SHARED_ENV,
     SIZE_ENV,
     SWITCH_ENV,
     StoreError,
@@ -92,6 +107,8 @@ __all__ = [
     "FEATURE_CODE",
     "FORMAT",
     "IMAGE_EXTENSIONS",
+    "PRIVATE_MODE",
+    "SHARED_ENV",
     "SIZE_ENV",
     "SWITCH_ENV",
     "Entry",
@@ -99,7 +116,9 @@ __all__ = [
     "StatementKeys",
     "StoreError",
     "StoreSettings",
+    "check_owner",
     "cnn_identity",
+    "data_digest",
     "default_directory",
     "format_entries",
     "image_directory",

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
 import json
 import os
 import shutil
@@ -13,11 +14,20 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from stat import S_ISREG
 from typing import Any
 
 from vista_sql.logical.plan import WeightsSpec
 from vista_sql.logical.stored import StoredLayer
-from vista_sql.physical.store.settings import DEFAULT_MAX_BYTES, FORMAT, StoreSettings
+from vista_sql.physical.store.settings import (
+    DEFAULT_MAX_BYTES,
+    DIR_ENV,
+    FORMAT,
+    PRIVATE_MODE,
+    SHARED_ENV,
+    StoreError,
+    StoreSettings,
+)
 
 ABANDONED_SECONDS = 24 * 3600
 """A write still in ``tmp/`` after this long was abandoned (its process died): eviction removes it.
@@ -100,8 +110,10 @@ class FeatureStore:
     """The entries under one cache directory, with the size limit that bounds them."""
 
     def __init__(self, directory: str | os.PathLike[str], max_bytes: int = DEFAULT_MAX_BYTES):
-        self.root = Path(directory).expanduser() / "store" / f"v{FORMAT}"
+        self.directory = Path(directory).expanduser()
+        self.root = self.directory / "store" / f"v{FORMAT}"
         self.max_bytes = max_bytes
+        check_owner(self.directory, self.root)
 
     @classmethod
     def of(cls, settings: StoreSettings) -> FeatureStore:
@@ -138,10 +150,24 @@ class FeatureStore:
 
     def begin(self) -> Path:
         """A new empty directory to write an entry into (then :meth:`commit` it)."""
-        self.tmp_dir.mkdir(parents=True, exist_ok=True)
+        self._private(self.tmp_dir)
         staging = self.tmp_dir / f"{uuid.uuid4().hex}"
-        staging.mkdir()
+        staging.mkdir(mode=PRIVATE_MODE)
         return staging
+
+    def _private(self, directory: Path) -> None:
+        """Create ``directory`` and the store's directories above it, each 0700.
+
+        The cache directory itself is made 0700 only when the store creates it: a directory the
+        user named (``/tmp``, a home directory) keeps its mode; ``store/`` below it is private.
+        """
+        if not self.directory.is_dir():
+            self.directory.mkdir(mode=PRIVATE_MODE, parents=True, exist_ok=True)
+        for path in (self.directory / "store", self.root, directory):
+            if not path.is_dir():
+                path.mkdir(mode=PRIVATE_MODE, exist_ok=True)
+            if path.stat().st_uid == os.geteuid():  # a shared store's owner keeps its modes
+                path.chmod(PRIVATE_MODE)
 
     def commit(self, staging: Path, key: str, meta: dict[str, Any]) -> Entry | None:
         """Publish the entry written in ``staging`` (its ``data/``) under ``key``: sizes it,
@@ -149,13 +175,19 @@ class FeatureStore:
         removed) when another process published the same entry first."""
         data = staging / "data"
         file_bytes = sum(p.stat().st_size for p in data.rglob("*") if p.is_file())
-        meta = {**meta, "format": FORMAT, "key": key, "file_bytes": file_bytes}
+        meta = {
+            **meta,
+            "format": FORMAT,
+            "key": key,
+            "file_bytes": file_bytes,
+            "data_sha256": data_digest(data),
+        }
         meta.setdefault("created", time.strftime("%Y-%m-%dT%H:%M:%S%z"))
         (staging / "used").touch()
         partial = staging / "entry.json.partial"
         partial.write_text(json.dumps(meta, indent=1, sort_keys=True) + "\n")
         partial.rename(staging / "entry.json")
-        self.entries_dir.mkdir(parents=True, exist_ok=True)
+        self._private(self.entries_dir)
         target = self.entries_dir / f"{key}.{meta['key_type']}"
         try:
             staging.rename(target)
@@ -169,7 +201,7 @@ class FeatureStore:
 
     def remove(self, entry: Entry) -> bool:
         """Remove one entry: renamed out of ``entries/`` first, so no reader sees half of it."""
-        self.tmp_dir.mkdir(parents=True, exist_ok=True)
+        self._private(self.tmp_dir)
         trash = self.tmp_dir / f"removed-{uuid.uuid4().hex}"
         try:
             entry.location.rename(trash)
@@ -208,15 +240,92 @@ class FeatureStore:
                     shutil.rmtree(leftover, ignore_errors=True)
         return count
 
+    def verify(self, entry: Entry) -> str | None:
+        """Why ``entry``'s data is not what was written (its files' digest differs from the one
+        ``entry.json`` recorded, or it recorded none), or None when it is."""
+        recorded = entry.meta.get("data_sha256")
+        if not isinstance(recorded, str):
+            return "it records no digest of its data"
+        try:
+            found = data_digest(entry.data)
+        except (OSError, ValueError) as error:
+            return f"its data cannot be checked: {error}"
+        if found != recorded:
+            return (
+                f"its data files have SHA-256 {found[:16]}..., not the {recorded[:16]}... written"
+            )
+        return None
+
+    def checked(self, stored: tuple[StoredLayer, ...]) -> tuple[tuple[StoredLayer, ...], list[str]]:
+        """``stored`` less the entries that fail :meth:`verify`, which are removed (a statement
+        then recomputes those layers); and what was wrong with each removed entry."""
+        kept: list[StoredLayer] = []
+        dropped: list[str] = []
+        for layer in stored:
+            entry = read_entry(Path(layer.location))
+            reason = "it vanished" if entry is None else self.verify(entry)
+            if reason is None:
+                kept.append(layer)
+                continue
+            if entry is not None:
+                self.remove(entry)
+            dropped.append(
+                f"{layer.cnn}.{layer.layer} ({layer.form}) at {layer.location}: {reason}"
+            )
+        return tuple(kept), dropped
+
     @contextlib.contextmanager
     def _locked(self) -> Iterator[None]:
-        self.root.mkdir(parents=True, exist_ok=True)
+        self._private(self.root)
         with open(self.root / "lock", "a") as handle:
             fcntl.flock(handle, fcntl.LOCK_EX)
             try:
                 yield
             finally:
                 fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def data_digest(data: Path) -> str:
+    """SHA-256 over an entry's data files, each by relative path and content, in path order.
+
+    Only regular files count; a symbolic link (or anything else) in the data is an error, never
+    followed.
+    """
+    digest = hashlib.sha256()
+    for root, dirs, files in os.walk(data):
+        dirs.sort()
+        for name in sorted(files):
+            path = Path(root) / name
+            if not S_ISREG(path.lstat().st_mode):
+                raise ValueError(f"{path} is not a regular file")
+            digest.update(f"{path.relative_to(data)}\0{path.lstat().st_size}\0".encode())
+            with open(path, "rb", opener=_no_follow) as stream:
+                while chunk := stream.read(1 << 20):
+                    digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _no_follow(path: str, flags: int) -> int:
+    return os.open(path, flags | getattr(os, "O_NOFOLLOW", 0))
+
+
+def check_owner(*directories: Path) -> None:
+    """Refuse a store directory owned by another user (its entries would be features that user
+    chose), unless ``$VISTA_SQL_CACHE_SHARED`` says to trust it."""
+    if os.environ.get(SHARED_ENV, "").lower() in ("1", "true", "yes", "on"):
+        return
+    for directory in directories:
+        try:
+            owner = directory.lstat().st_uid
+        except OSError:
+            continue  # not there yet: created private
+        if owner != os.geteuid():
+            raise StoreError(
+                f"the feature store directory {directory} belongs to user id {owner}, not to you"
+                f" ({os.geteuid()}); its entries would be features another user chose. Use"
+                f" another cache_dir (WITH (cache_dir = '...') or ${DIR_ENV}), or set"
+                f" {SHARED_ENV}=1 to trust it"
+            )
 
 
 def read_entry(location: Path) -> Entry | None:

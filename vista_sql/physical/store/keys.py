@@ -88,16 +88,20 @@ def cnn_identity(info: CnnInfo) -> str:
 
 
 def weights_identity(cnn: str, weights: WeightsSpec) -> str | None:
-    """``random seed n``, or the SHA-256 of the weights file; None when the file is not here."""
-    from vista_sql.udfs.weights import DEFAULT_SEED, weights_file
+    """``random seed n``, or the SHA-256 of the weights file; None when the file is not here.
+
+    Packaged ImageNet weights are known by their package's file, so that no statement converts
+    them (nor imports TensorFlow) just to make a key.
+    """
+    from vista_sql.udfs.weights import DEFAULT_SEED, source_file
 
     if weights.kind == "random":
         return f"random seed {weights.seed if weights.seed is not None else DEFAULT_SEED}"
     try:
-        path = weights_file(cnn, weights, download=False)
+        path = source_file(cnn, weights)
     except VistaError:
         return None
-    return None if path is None else f"file sha256 {file_sha256(Path(path))}"
+    return None if path is None else f"file sha256 {file_sha256(path)}"
 
 
 @dataclass(frozen=True, slots=True)

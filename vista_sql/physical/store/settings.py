@@ -14,6 +14,10 @@ from vista_sql.units import parse_size
 FORMAT = 1
 """Version of the layout and of the entries' contents; part of every key."""
 DIR_ENV = "VISTA_SQL_CACHE_DIR"
+SHARED_ENV = "VISTA_SQL_CACHE_SHARED"
+"""Set to 1 to use a store directory owned by another user (trusting that user's entries)."""
+PRIVATE_MODE = 0o700
+"""Every directory of the store: only its owner reads, lists or writes entries."""
 SWITCH_ENV = "VISTA_SQL_CACHE"
 SIZE_ENV = "VISTA_SQL_CACHE_SIZE"
 DEFAULT_MAX_BYTES = 10 * 2**30

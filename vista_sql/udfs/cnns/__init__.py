@@ -3,7 +3,9 @@
 Adding a CNN is one module here, ``vista_sql/udfs/cnns/<name>.py``, defining ``DEFINITION`` (a
 :class:`CnnDefinition`), plus its entry in ``vista_sql/catalog/cnns.json`` (transfer layers, shapes,
 input size, preprocessing), which stays the source of truth for everything but the architecture and
-where its ImageNet weights come from. Nothing here imports TensorFlow until a model is built.
+where its ImageNet weights come from. Nothing here imports TensorFlow until a model is built: a
+CNN's module imports Keras inside ``build`` (and the helpers it calls), so that finding where a
+CNN's weights come from (EXPLAIN, the feature store's keys) stays free of TensorFlow.
 """
 
 from __future__ import annotations

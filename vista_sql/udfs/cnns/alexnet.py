@@ -10,16 +10,22 @@ nothing at inference.
 
 from __future__ import annotations
 
-import keras
+from typing import TYPE_CHECKING
 
 from vista_sql.udfs.cnns import CnnDefinition
-from vista_sql.udfs.layers import GroupedConv2D, LocalResponseNormalization
+
+if TYPE_CHECKING:
+    import keras
 
 INPUT_SHAPE = (227, 227, 3)
 
 
 def build() -> keras.Model:
     """The whole AlexNet, with Keras layer names as in ``cnns.json``."""
+    import keras
+
+    from vista_sql.udfs.layers import GroupedConv2D, LocalResponseNormalization
+
     image = keras.Input(shape=INPUT_SHAPE, name="input")
     x = keras.layers.Conv2D(96, 11, strides=4, activation="relu", name="conv1")(image)
     x = LocalResponseNormalization(name="norm1")(x)

@@ -44,11 +44,14 @@ from __future__ import annotations
 import string
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import keras
 import numpy as np
 
 from vista_sql.udfs.cnns import CnnDefinition, PackagedWeights
+
+if TYPE_CHECKING:
+    import keras
 
 INPUT_SHAPE = (224, 224, 3)
 CLASSES = 1000
@@ -106,6 +109,8 @@ def _conv_bn(
     bn_name: str,
     activation_name: str | None,
 ) -> keras.KerasTensor:
+    import keras
+
     x = keras.layers.Conv2D(
         channels, kernel, strides=stride, padding="same", use_bias=False, name=conv_name
     )(x)
@@ -119,6 +124,8 @@ def mbconv(
     x: keras.KerasTensor, prefix: str, stage: Stage, first: bool, in_channels: int
 ) -> keras.KerasTensor:
     """One MBConv block without squeeze-and-excitation (EfficientNet-Lite's)."""
+    import keras
+
     inputs = x
     stride = stage.stride if first else 1
     if stage.expand != 1:
@@ -144,6 +151,8 @@ def mbconv(
 
 def build() -> keras.Model:
     """The whole EfficientNet-Lite0 with its classifier, named as ``keras.applications``'s B0."""
+    import keras
+
     image = keras.Input(shape=INPUT_SHAPE, name="input")
     x = _conv_bn(image, STEM_CHANNELS, 3, 2, "stem_conv", "stem_bn", "stem_activation")
     channels = STEM_CHANNELS

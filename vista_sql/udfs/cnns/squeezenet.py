@@ -27,11 +27,14 @@ image are negative).
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import keras
 import numpy as np
 
 from vista_sql.udfs.cnns import CnnDefinition, PackagedWeights
+
+if TYPE_CHECKING:
+    import keras
 
 INPUT_SHAPE = (227, 227, 3)
 CLASSES = 1000
@@ -54,6 +57,8 @@ POOL_AFTER = {1: "pool1", 3: "pool3", 5: "pool5"}
 
 def fire(x: keras.KerasTensor, fire_id: int, squeeze: int, expand: int) -> keras.KerasTensor:
     """One fire module; its output is ``fire<id>_concat`` (2 * ``expand`` channels)."""
+    import keras
+
     prefix = f"fire{fire_id}_"
     x = keras.layers.Conv2D(squeeze, 1, name=prefix + "squeeze1x1")(x)
     x = keras.layers.Activation("relu", name=prefix + "relu_squeeze1x1")(x)
@@ -66,6 +71,8 @@ def fire(x: keras.KerasTensor, fire_id: int, squeeze: int, expand: int) -> keras
 
 def build() -> keras.Model:
     """The whole SqueezeNet 1.1, with keras-squeezenet's layer names (``/`` as ``_``)."""
+    import keras
+
     image = keras.Input(shape=INPUT_SHAPE, name="input")
     x = keras.layers.Conv2D(64, 3, strides=2, name="conv1")(image)
     x = keras.layers.Activation("relu", name="relu_conv1")(x)

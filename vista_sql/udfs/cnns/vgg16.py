@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
-import keras
+from typing import TYPE_CHECKING
 
 from vista_sql.udfs.cnns import CnnDefinition, ImagenetWeights
+
+if TYPE_CHECKING:
+    import keras
 
 
 def build() -> keras.Model:
     """The whole VGG16 with its classifier; ``weights=None``: the weights module sets them."""
+    import keras
+
     return keras.applications.VGG16(weights=None)
 
 
