@@ -121,8 +121,6 @@ def source_file(cnn: str, weights: WeightsSpec) -> Path | None:
     if weights.kind != "imagenet":
         found = weights_file(cnn, weights, download=False)
         return None if found is None else Path(found)
-    from vista_sql.udfs.registry import registered
-
     own = registered(cnn)
     if own is not None:
         return Path(own.model_file)
