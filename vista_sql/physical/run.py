@@ -10,7 +10,7 @@ from __future__ import annotations
 import shutil
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
 from vista_sql.catalog import Catalog
@@ -122,9 +122,9 @@ def run_plan(
             on_layer(run, table)
 
     started = time.perf_counter()
-    context = prepared.images.sparkSession.sparkContext
+    session = prepared.images.sparkSession
     try:
-        with PeakMemory() as memory, Progress(context, len(query.layers), progress) as bar:
+        with PeakMemory() as memory, Progress(session, len(query.layers), progress) as bar:
             outcome = run_workload(
                 plan,
                 query,
@@ -209,9 +209,14 @@ def run_query(
     master: str | None = None,
     progress: bool = True,
     into: str | None = None,
+    conf: Mapping[str, str] | None = None,
     alternative: str | None = None,
 ) -> TransferResult:
     """Decide, configure the session, check the sources, run, and explain one statement.
+
+    ``master``: vista_sql's own session's master, or ``sc://...`` for a Spark Connect session.
+    ``conf``: the user's Spark settings, over the optimizer's (on a session vista_sql does not own
+    they are advice, like the optimizer's).
 
     ``alternative`` (internal: the calibration benchmark's) runs that logical alternative, with
     the physical choices the optimizer makes for it, instead of the fastest (see ``decide``).
@@ -224,6 +229,7 @@ def run_query(
     from vista_sql.physical.session import (
         advice,
         cluster_conf,
+        connect_session,
         foreign_active_session,
         owned_session,
     )
@@ -237,6 +243,8 @@ def run_query(
 
     into = into if into is not None else query.into
     given = spark if spark is not None else _session_of(tables) or foreign_active_session()
+    if given is None and master is not None and master.startswith("sc://"):
+        given = connect_session(master)
     stats = gather_stats(query, tables)
     if given is not None:
         stats = _spark_stats(given, query, tables, stats)
@@ -258,11 +266,12 @@ def run_query(
 
     decision = decision_with(stored)
     chosen = decision.chosen
-    conf = chosen.config.as_spark_conf()
-    if master is not None and not master.startswith("local"):
-        conf = cluster_conf(conf, master)
-    session = given if given is not None else owned_session(conf, master)
-    notes = advice(session, conf) if given is not None else []
+    spark_conf = chosen.config.as_spark_conf()
+    if master is not None and not master.startswith(("local", "sc://")):
+        spark_conf = cluster_conf(spark_conf, master)
+    spark_conf = {**spark_conf, **(conf or {})}
+    session = given if given is not None else owned_session(spark_conf, master)
+    notes = advice(session, spark_conf) if given is not None else []
 
     prepared = prepare(session, query, tables)
     image_key_type = prepared.images.schema[KEY].dataType.simpleString()
@@ -305,6 +314,8 @@ def run_query(
     result.store = store_report(plan, writer)
     order = sorted(query.layers, key=cnn.index)
     result.advice = notes
+    result.spark_conf = dict(sorted(spark_conf.items()))
+    result.plan_choice = {"alternative": chosen.alternative, **asdict(chosen.choice)}
     result.plan = explain_text(decision)
     result._explain = lambda: analyze_text(
         decision, result.plan, plan, outcome, order, result.seconds, result.peak_memory
