@@ -196,3 +196,16 @@ def test_stdin_is_only_read_for_dash(monkeypatch: pytest.MonkeyPatch) -> None:
     assert cli._statement_text(args) == "SHOW CNNS"
     args = cli.build_parser().parse_args(["explain", "-e", "DESCRIBE CNN alexnet"])
     assert cli._statement_text(args) == "DESCRIBE CNN alexnet"
+
+
+def test_mlflow_without_the_package_fails_before_anything_runs(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setitem(sys.modules, "mlflow", None)  # import mlflow raises ImportError
+    # The sources do not exist: running would fail on them, so this error comes first.
+    with pytest.raises(VistaError, match=r"pip install 'vista_sql\[mlflow\]'"):
+        vista_sql.execute(STATEMENT + " WITH (mlflow = true)")
+    with pytest.raises(VistaError, match=r"pip install 'vista_sql\[mlflow\]'"):
+        vista_sql.execute(STATEMENT, mlflow=True)
+    with pytest.raises(SemanticError, match="does not exist"):
+        vista_sql.execute(STATEMENT + " WITH (mlflow = true)", mlflow=False)

@@ -169,6 +169,11 @@ def execute_all(
     catalog = catalog if catalog is not None else current()
     statements = [build(tree, sql, catalog) for tree in parse(sql)]
     transfers = [s for s in statements if isinstance(s, TransferQuery)]
+    tracked = [s for s in transfers if (mlflow if mlflow is not None else s.options.mlflow)]
+    if tracked:
+        from vista_sql.tracking import require_mlflow
+
+        require_mlflow()  # before anything runs, not after an hour of inference
     results: list[TransferResult | ExplainText] = []
     for statement in statements:
         if isinstance(statement, TransferQuery):
@@ -188,7 +193,7 @@ def execute_all(
                 into=target,
                 conf=conf,
             )
-            if mlflow if mlflow is not None else statement.options.mlflow:
+            if statement in tracked:
                 from vista_sql.tracking import log_run
 
                 log_run(result)

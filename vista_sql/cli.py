@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
 import tempfile
@@ -202,7 +203,8 @@ def _run(args: argparse.Namespace) -> int:
         conf=_conf(args.conf),
     )
     if args.json:
-        print(json.dumps([_json_result(r) for r in results], indent=2, default=str))
+        document = [_finite(_json_result(r)) for r in results]
+        print(json.dumps(document, indent=2, default=str, allow_nan=False))
         return 0
     for result in results:
         print(result if isinstance(result, str) else result.table())
@@ -221,6 +223,18 @@ def _json_result(result: Any) -> dict[str, Any]:
         "spark_conf": result.spark_conf,
         "into": result.into,
     }
+
+
+def _finite(value: Any) -> Any:
+    """``value`` with NaN and infinities as null (a metric Spark could not compute, like the AUC
+    of a one-class validation split): strict JSON has no NaN."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {key: _finite(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(item) for item in value]
+    return value
 
 
 def _dataset(args: argparse.Namespace) -> int:

@@ -17,8 +17,10 @@ the caller already has a run open, so a notebook's own run collects every statem
 
 from __future__ import annotations
 
+import math
 import os
 import tempfile
+import warnings
 from typing import TYPE_CHECKING, Any
 
 from vista_sql.errors import VistaError
@@ -32,6 +34,11 @@ LAYER_METRICS = ("accuracy", "f1", "auc", "inference_seconds", "train_seconds")
 PARAM_LIMIT = 500
 """Characters kept of a parameter's value: MLflow's file store takes up to 6,000 but older
 servers only 500; the whole statement is the ``vista_sql.statement`` tag and in report.json."""
+
+
+def require_mlflow() -> None:
+    """Fail before a statement runs when it asks for MLflow and mlflow is not installed."""
+    _mlflow()
 
 
 def _mlflow() -> Any:
@@ -68,22 +75,35 @@ def run_params(result: TransferResult) -> dict[str, str]:
 
 
 def run_metrics(result: TransferResult) -> dict[str, float]:
-    """``<layer>.<metric>`` for every layer and metric that has a value, and ``seconds``."""
+    """``<layer>.<metric>`` for every layer and metric that has a value (an AUC Spark could not
+    compute, NaN, is left out), and ``seconds``."""
     metrics: dict[str, float] = {"seconds": float(result.seconds)}
     for row in result.rows():
         for name in LAYER_METRICS:
             value = row.get(name)
-            if value is not None:
+            if value is not None and math.isfinite(value):
                 metrics[f"{row['layer']}.{name}"] = float(value)
     return metrics
 
 
-def log_run(result: TransferResult) -> str:
+def log_run(result: TransferResult) -> str | None:
     """Log ``result`` as one MLflow run; returns its run id (also kept in
-    ``result.mlflow_run_id``)."""
+    ``result.mlflow_run_id``).
+
+    A tracking store that refuses the run (unreachable server, a store MLflow no longer
+    accepts) costs a warning, not the statement's result: the result is returned either way.
+    """
+    mlflow = _mlflow()
+    try:
+        return _log(mlflow, result)
+    except Exception as error:  # MLflow raises its own and its stores' exceptions
+        warnings.warn(f"MLflow logging failed, the result is kept: {error}", stacklevel=2)
+        return None
+
+
+def _log(mlflow: Any, result: TransferResult) -> str:
     from vista_sql.physical.result import write_report
 
-    mlflow = _mlflow()
     nested = mlflow.active_run() is not None
     with (
         mlflow.start_run(run_name=f"vista_sql {result.query.cnn}", nested=nested) as run,

@@ -19,7 +19,7 @@ import os
 import re
 import sys
 from collections.abc import Mapping
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -67,6 +67,9 @@ ignores that setting and reads ``local[N,F]`` instead): one retry after a lost P
 
 _owned: SparkSession | None = None
 _owned_conf: dict[str, str] = {}
+_connected: Any = None
+"""The Spark Connect session vista_sql opened for a ``sc://`` master (released at exit: its
+client's threads would otherwise keep the interpreter from exiting)."""
 
 
 def worker_environment() -> None:
@@ -188,16 +191,21 @@ def connect_session(url: str) -> SparkSession:
         )
     from pyspark.sql import SparkSession
 
+    global _connected
     worker_environment()
-    return SparkSession.builder.remote(url).getOrCreate()
+    if _connected is None or _connected.is_stopped:
+        _connected = SparkSession.builder.remote(url).getOrCreate()
+    return _connected
 
 
 def stop_owned_session() -> None:
-    """Stop vista_sql's own session (tests and the command line call this at exit)."""
-    global _owned, _owned_conf
+    """Stop vista_sql's own session and release its Connect session (also at exit)."""
+    global _owned, _owned_conf, _connected
     if _owned is not None:
         _owned.stop()
-    _owned, _owned_conf = None, {}
+    if _connected is not None:
+        _connected.stop()
+    _owned, _owned_conf, _connected = None, {}, None
 
 
 atexit.register(stop_owned_session)
