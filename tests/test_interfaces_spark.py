@@ -103,6 +103,7 @@ def test_plot_is_a_figure_and_leaves_the_backend_alone(
     assert list(lines["accuracy"].get_xdata()) == list(bottom_up["layer"])
     assert list(lines["accuracy"].get_ydata()) == pytest.approx(list(bottom_up["accuracy"]))
     assert (tmp_path / "metrics.png").read_bytes().startswith(b"\x89PNG")
+    assert figure._repr_png_().startswith(b"\x89PNG")  # what a notebook shows
 
 
 @pytest.mark.skipif(not HAS_MLFLOW, reason="mlflow is not installed (the 'mlflow' extra)")

@@ -138,13 +138,13 @@ class TransferResult:
     def plot(self) -> Figure:
         """The validation metrics by layer, bottom layer on the left, as a matplotlib Figure.
 
-        Built with ``matplotlib.figure.Figure``, not pyplot: the user's backend and pyplot's
-        current figure stay as they were (a notebook shows the returned figure inline).
+        Built as a ``matplotlib.figure.Figure``, not with pyplot: the user's backend and pyplot's
+        current figure stay as they were; a notebook shows it inline (``physical.figure``).
         """
-        from matplotlib.figure import Figure
+        from vista_sql.physical.figure import NotebookFigure
 
         frame = self.to_pandas().iloc[::-1]
-        figure = Figure(figsize=(6, 3.5), layout="tight")
+        figure = NotebookFigure(figsize=(6, 3.5), layout="tight")
         axes = figure.add_subplot()
         for metric in METRICS:
             if metric in frame and frame[metric].notna().any():

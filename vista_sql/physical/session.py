@@ -130,6 +130,8 @@ def _set_runtime(session: SparkSession, key: str, value: str) -> None:
 
 
 def _alive(session: SparkSession) -> bool:
+    if is_connect(session):
+        return not bool(getattr(session, "is_stopped", False))
     context = session.sparkContext
     return getattr(context, "_jsc", None) is not None
 
