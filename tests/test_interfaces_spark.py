@@ -81,6 +81,17 @@ def test_html_shows_every_layer_and_its_metrics(result: vista_sql.TransferResult
     assert f"best layer <b>{result.best['layer']}</b>" in page
 
 
+def test_advice_compares_with_the_users_session_through_its_conf(
+    spark: Any, result: vista_sql.TransferResult
+) -> None:
+    assert result.advice  # the tests' session is not configured as the optimizer chose
+    for line in result.advice:
+        key, rest = line.split("=", 1)
+        has = rest.rsplit("(session has ", 1)[1].removesuffix(")")
+        assert has == (spark.conf.get(key, None) or "unset"), line
+    assert any("(session has unset)" not in line for line in result.advice)
+
+
 def test_plot_is_a_figure_and_leaves_the_backend_alone(
     result: vista_sql.TransferResult, tmp_path: Path
 ) -> None:
