@@ -44,7 +44,14 @@ from dataclasses import dataclass
 from typing import Literal
 
 from vista_sql.cost_model.config import Choice
-from vista_sql.cost_model.constants import CostConstants
+from vista_sql.cost_model.constants import (
+    MIN_HEAP_OVER_RESERVED,
+    PARQUET_BATCH_ROWS,
+    PARQUET_MIN_GROUP_ROWS,
+    PARTITION_SKEW,
+    STORE_ROW_GROUP_BYTES,
+    CostConstants,
+)
 from vista_sql.cost_model.estimate import (
     ABSENT,
     ZERO,
@@ -66,16 +73,6 @@ from vista_sql.logical.plan import (
     Train,
 )
 from vista_sql.units import DOUBLE_BYTES, MiB, format_bytes
-
-PARQUET_BATCH_ROWS = 4096
-"""spark.sql.parquet.columnarReaderBatchSize default: rows a Parquet scan decodes at once."""
-STORE_ROW_GROUP_BYTES = 16 * MiB
-"""Row group size of the feature store's Parquet files (physical/store/spark_io.py writes them
-so): the vectorized reader decodes at most one row group's rows at once, so wide tensors (a conv
-layer's resume tensor is ~100 KB a row) do not make a 4096-row batch of hundreds of MB."""
-PARQUET_MIN_GROUP_ROWS = 100
-"""parquet-mr first checks a row group's size after this many rows (minRowCountForPageSizeCheck),
-so a group holds at least that many."""
 
 FitStatus = Literal["fits", "unknown", "does_not_fit"]
 
@@ -186,11 +183,6 @@ def max_heap(available: float, consts: CostConstants) -> float:
     if proportional >= switch:
         return proportional
     return max(0.0, min(available - consts.jvm_overhead_min_bytes, switch))
-
-
-PARTITION_SKEW = 1.5
-"""The largest of a plan's hash partitions against their mean, for the batches a task can form:
-hashing a few hundred keys into a handful of partitions leaves some up to half above the mean."""
 
 
 def task_rows(rows: Estimate, choice: Choice) -> float | None:
@@ -518,7 +510,7 @@ def _heap_needs(
     comfortable = unified.relation.lower_bound / (fraction * consts.broadcast_fraction_of_storage)
     comfortable += unified.hash_maps.lower_bound / fraction
     hard = reserved + headroom * max(user_need.lower_bound / (1 - fraction), comfortable)
-    hard = max(hard, 1.5 * reserved)
+    hard = max(hard, MIN_HEAP_OVER_RESERVED * reserved)
     wanted_unified = known_sum([unified.pinned, unified.cache_peak])
     want = max(
         consts.default_heap_bytes,
