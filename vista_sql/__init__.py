@@ -10,13 +10,13 @@ from typing import TYPE_CHECKING, Any
 
 from vista_sql.api import ExplainText
 from vista_sql.errors import DataError, ResourceError, SemanticError, VistaError, VistaSyntaxError
-from vista_sql.physical.result import TransferResult
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
     from sqlglot import exp
 
     from vista_sql.catalog import Catalog
+    from vista_sql.physical.result import TransferResult
 
 __all__ = [
     "DataError",
@@ -33,6 +33,16 @@ __all__ = [
     "register_cnn",
 ]
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str) -> Any:
+    """``vista_sql.TransferResult``, imported on first use: its module pulls in numpy and
+    pandas-facing code that ``import vista_sql`` and EXPLAIN never need."""
+    if name == "TransferResult":
+        from vista_sql.physical.result import TransferResult
+
+        return TransferResult
+    raise AttributeError(f"module 'vista_sql' has no attribute {name!r}")
 
 
 def parse(sql: str) -> list[exp.Expr]:

@@ -27,6 +27,7 @@ from vista_sql.logical.query import (
     Statement,
     TransferQuery,
 )
+from vista_sql.units import format_bytes
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -269,7 +270,7 @@ def describe_cnn(cnn: CnnInfo) -> str:
     """A CNN's transfer layers, bottom to top: shape, feature sizes, FLOPs and memory."""
     header = (
         f"CNN {cnn.name} ({cnn.display}): input {cnn.input_size[0]}x{cnn.input_size[1]}, "
-        f"{cnn.preprocess} preprocessing, parameters {_bytes(cnn.param_bytes)}"
+        f"{cnn.preprocess} preprocessing, parameters {format_bytes(cnn.param_bytes)}"
     )
     rows = [
         (
@@ -280,9 +281,9 @@ def describe_cnn(cnn: CnnInfo) -> str:
             f"{layer.feature_size('max2x2'):,}",
             f"{layer.feature_size('none'):,}",
             _flops(layer.flops),
-            _bytes(layer.param_bytes),
-            _bytes(layer.activation_bytes),
-            _bytes(layer.peak_rss_bytes),
+            format_bytes(layer.param_bytes),
+            format_bytes(layer.activation_bytes),
+            format_bytes(layer.peak_rss_bytes),
             (
                 f"{layer.resume_keras} {'x'.join(map(str, layer.resume_shape))}"
                 if layer.resume_keras is not None and layer.resume_shape is not None
@@ -316,7 +317,7 @@ def show_cnns(catalog: Catalog) -> str:
             f"{cnn.input_size[0]}x{cnn.input_size[1]}",
             str(len(cnn.layers)),
             ", ".join(cnn.layer_names),
-            _bytes(cnn.param_bytes),
+            format_bytes(cnn.param_bytes),
         )
         for cnn in catalog.cnns
     ]
@@ -332,16 +333,6 @@ def _table(columns: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
 
     separator = ["-" * width for width in widths]
     return "\n".join(line(row).rstrip() for row in [columns, separator, *rows])
-
-
-def _bytes(value: int | None) -> str:
-    if value is None:
-        return "?"
-    units = ("B", "KiB", "MiB", "GiB", "TiB")
-    size, index = float(value), 0
-    while size >= 1024 and index < len(units) - 1:
-        size, index = size / 1024, index + 1
-    return f"{value} B" if index == 0 else f"{size:.1f} {units[index]}"
 
 
 def _flops(value: float | None) -> str:

@@ -13,7 +13,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from vista_sql.cost_model.estimate import format_bytes, format_seconds
+from vista_sql.cost_model.estimate import format_seconds
+from vista_sql.units import format_bytes
 
 if TYPE_CHECKING:
     from vista_sql.cost_model.optimizer import PhysicalPlan
@@ -107,7 +108,7 @@ def error_table(predictions: Iterable[Prediction], measurements: Iterable[Measur
         lines.append(
             f"{row.label:<40} {_seconds(row.predicted_seconds):>10}"
             f" {format_seconds(row.measured_seconds):>10} {_ratio(row.time_ratio):>6}"
-            f" {_bytes(row.predicted_peak):>10} {format_bytes(row.measured_peak):>10}"
+            f" {format_bytes(row.predicted_peak):>10} {format_bytes(row.measured_peak):>10}"
             f" {_ratio(row.memory_ratio):>6}  {'ok' if row.memory_on_target else 'MISS'}"
         )
     return "\n".join(lines)
@@ -115,10 +116,6 @@ def error_table(predictions: Iterable[Prediction], measurements: Iterable[Measur
 
 def _seconds(value: float | None) -> str:
     return "?" if value is None else format_seconds(value)
-
-
-def _bytes(value: float | None) -> str:
-    return "?" if value is None else format_bytes(value)
 
 
 def _ratio(value: float | None) -> str:

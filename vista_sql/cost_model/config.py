@@ -13,8 +13,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from vista_sql.logical.query import JoinStrategy, StorageLevel
-
-MiB = 2**20
+from vista_sql.units import MiB
 
 STORAGE_LEVELS: dict[str, str] = {
     "deserialized": "MEMORY_AND_DISK_DESER",

@@ -14,6 +14,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from enum import Enum
 
+from vista_sql.units import format_bytes
+
 
 class Precision(Enum):
     """How much an estimate is worth; the value is the mark EXPLAIN prints before the number."""
@@ -188,16 +190,7 @@ def smallest(a: Estimate, b: Estimate) -> Estimate:
     return Estimate(min(a.value, b.value), a.precision.weakest(b.precision))
 
 
-_BINARY = (("TiB", 2**40), ("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10))
 _COUNT = (("G", 1e9), ("M", 1e6), ("K", 1e3))
-
-
-def format_bytes(value: float) -> str:
-    """Bytes in binary units with one decimal: ``1.5 GiB``, ``512 B``."""
-    for name, size in _BINARY:
-        if value >= size:
-            return f"{value / size:.1f} {name}"
-    return f"{value:.0f} B"
 
 
 def format_count(value: float) -> str:

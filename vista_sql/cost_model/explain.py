@@ -14,11 +14,12 @@ from typing import Any, Literal
 
 from vista_sql.cost_model.config import storage_level_name
 from vista_sql.cost_model.constants import provenance
-from vista_sql.cost_model.estimate import Estimate, format_bytes
+from vista_sql.cost_model.estimate import Estimate
 from vista_sql.cost_model.facts import NodeFacts
 from vista_sql.cost_model.optimizer import Decision, PhysicalPlan
 from vista_sql.logical.plan import Decode, Evaluate, Join, Persist, Plan, Train
 from vista_sql.logical.render import render_json, render_text
+from vista_sql.units import format_bytes
 
 Mode = Literal["cost"] | None
 

@@ -28,6 +28,7 @@ from vista_sql.catalog import Catalog, CnnInfo
 from vista_sql.cost_model.constants import CostConstants
 from vista_sql.cost_model.estimate import Estimate, total
 from vista_sql.cost_model.stats import DataStats
+from vista_sql.logical import models
 from vista_sql.logical.plan import (
     Assemble,
     Decode,
@@ -44,9 +45,9 @@ from vista_sql.logical.plan import (
     Train,
     Workload,
 )
+from vista_sql.units import DOUBLE_BYTES
 
 FLOAT_BYTES = 4
-DOUBLE_BYTES = 8
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,10 +166,11 @@ def analyze(plan: Plan, catalog: Catalog, stats: DataStats, consts: CostConstant
         sized[id(node)] = _size(node, sized, context)
     passes = _passes(plan, order, sized, consts)
     branches = _branches(plan)
+    numbers = plan.numbering()
     nodes = tuple(
         NodeFacts(
             node=node,
-            number=index + 1,
+            number=numbers[id(node)],
             rows=sized[id(node)][0],
             columns=sized[id(node)][1],
             passes=passes[id(node)],
@@ -176,7 +178,7 @@ def analyze(plan: Plan, catalog: Catalog, stats: DataStats, consts: CostConstant
             model=sized[id(node)][3],
             branches=tuple(sorted(branches.get(id(node), ()))),
         )
-        for index, node in enumerate(order)
+        for node in order
     )
     return PlanFacts(plan=plan, nodes=nodes, stats=stats, pipelines=pipelines(nodes))
 
@@ -320,7 +322,8 @@ def _size(node: Plan, sized: dict[int, _Sized], context: _Context) -> _Sized:
             assembled = next((c for c in columns if c.name == "features"), None)
             values = assembled.values if assembled else Estimate.absent()
             model_facts = _model(model, values, stats.label_classes, consts)
-            coefficients = (values + 1) * _coefficient_sets(model_facts.classes) * DOUBLE_BYTES
+            sets = model_facts.classes.map(models.model(model.name).coefficient_sets)
+            coefficients = (values + 1) * sets * DOUBLE_BYTES
             return (
                 rows * (1 - validate),
                 (Column("model", coefficients, Estimate.exact(0)),),
@@ -464,10 +467,6 @@ def _sum_known(values: Iterable[float | None]) -> Estimate:
     return Estimate.inexact(sum(known))
 
 
-_LINEAR = ("logreg", "linear_svc")
-_TREES = ("decision_tree", "random_forest", "gbt")
-
-
 def _param(model: ModelSpec, name: str, default: float) -> float:
     for key, value in model.params:
         if key == name and isinstance(value, (int, float)) and not isinstance(value, bool):
@@ -479,21 +478,9 @@ def _model(
     model: ModelSpec, values: Estimate, classes: Estimate, consts: CostConstants
 ) -> ModelFacts:
     name = model.name.lower()
-    if name in _LINEAR or name == "mlp":
-        iterations = _param(model, "max_iter", consts.logreg_max_iter_default)
-        passes = consts.linear_input_passes
-    elif name in _TREES:
-        depth = _param(model, "max_depth", consts.tree_max_depth_default)
-        trees = _param(
-            model,
-            "num_trees" if name == "random_forest" else "max_iter",
-            consts.forest_trees_default if name != "decision_tree" else 1,
-        )
-        iterations = depth * (1 if name == "decision_tree" else trees)
-        passes = consts.tree_input_passes
-    else:
-        iterations = consts.logreg_max_iter_default
-        passes = consts.linear_input_passes
+    entry = models.model(name)
+    iterations = entry.iterations(lambda param, default: _param(model, param, default), consts)
+    passes = entry.input_passes(consts)
     combinations = math.prod(len(v) for _, v in model.grid) if model.grid else 1
     if model.grid:
         # CrossValidator caches each fold's training and validation split (one read of the
@@ -504,11 +491,6 @@ def _model(
         fits = 1
         input_passes = passes
     return ModelFacts(name, values, classes, iterations, fits, model.folds, input_passes)
-
-
-def _coefficient_sets(classes: Estimate) -> Estimate:
-    """Binary logistic regression fits one coefficient vector; multinomial one per class."""
-    return classes.map(lambda k: 1 if k <= 2 else k)
 
 
 def _passes(

@@ -39,7 +39,7 @@ from typing import Protocol
 from vista_sql.catalog import Catalog
 from vista_sql.cost_model.config import Choice, SparkConfig
 from vista_sql.cost_model.constants import CostConstants, constants
-from vista_sql.cost_model.estimate import Estimate, format_bytes, format_seconds
+from vista_sql.cost_model.estimate import Estimate, format_seconds
 from vista_sql.cost_model.facts import PlanFacts, analyze
 from vista_sql.cost_model.memory import (
     Fit,
@@ -53,6 +53,7 @@ from vista_sql.cost_model.resources import Resources
 from vista_sql.cost_model.runtime import RuntimeModel, runtime
 from vista_sql.cost_model.stats import DataStats
 from vista_sql.errors import ResourceError, SemanticError, VistaError
+from vista_sql.logical.driver import Knobs
 from vista_sql.logical.plan import (
     Assemble,
     Decode,
@@ -64,8 +65,7 @@ from vista_sql.logical.plan import (
     transform_up,
 )
 from vista_sql.logical.query import JoinStrategy, Options, StorageLevel, TransferQuery
-
-MiB = 2**20
+from vista_sql.units import MiB, format_bytes
 
 BATCH_SIZES = (64, 32, 16, 8, 4, 2, 1)
 """TensorFlow batch sizes tried, largest first."""
@@ -83,13 +83,10 @@ class AlternativeLike(Protocol):
     def name(self) -> str: ...
 
     @property
-    def inference(self) -> str: ...
+    def names(self) -> tuple[str, ...]: ...
 
     @property
-    def placement(self) -> str: ...
-
-    @property
-    def persist(self) -> bool: ...
+    def knobs(self) -> tuple[Knobs, ...]: ...
 
     @property
     def plan(self) -> Workload: ...
@@ -151,7 +148,7 @@ class PhysicalPlan:
     def numbers(self, plan: Plan) -> dict[int, int]:
         """``id`` of each node of ``plan`` (this plan's physical or logical form) -> its operator
         number, pre-order as in ``facts``."""
-        return {id(node): index + 1 for index, node in enumerate(plan.walk())}
+        return plan.numbering()
 
 
 @dataclass(frozen=True, slots=True)
@@ -297,14 +294,12 @@ def _best_at(
 
 def _allowed(alternative: AlternativeLike, options: Options) -> bool:
     """Whether the alternative (or a knob setting equivalent to it) matches the overrides."""
-    names = getattr(alternative, "names", (alternative.name,))
-    for name in names:
-        inference, placement, persist = name.split("/")[:3]  # a 4th part: "stored"
-        if options.inference is not None and inference != options.inference:
+    for knobs in alternative.knobs:
+        if options.inference is not None and knobs.inference != options.inference:
             continue
-        if options.placement is not None and placement != options.placement:
+        if options.placement is not None and knobs.placement != options.placement:
             continue
-        if options.persist is not None and persist != "persist":
+        if options.persist is not None and not knobs.persist:
             continue
         return True
     return False
@@ -472,7 +467,7 @@ def _estimate(
     )
     return PhysicalPlan(
         alternative=alternative.name,
-        names=tuple(getattr(alternative, "names", (alternative.name,))),
+        names=alternative.names,
         order=order,
         position=position,
         logical=alternative.plan,

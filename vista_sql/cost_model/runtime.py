@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from vista_sql.cost_model.config import Choice
 from vista_sql.cost_model.constants import CostConstants
 from vista_sql.cost_model.estimate import ZERO, Estimate, total
-from vista_sql.cost_model.facts import DOUBLE_BYTES, NodeFacts, PlanFacts
+from vista_sql.cost_model.facts import NodeFacts, PlanFacts
 from vista_sql.cost_model.memory import (
     MemoryModel,
     branch_table_bytes,
@@ -28,6 +28,7 @@ from vista_sql.cost_model.memory import (
     training_blocks,
 )
 from vista_sql.cost_model.resources import Resources
+from vista_sql.logical import models
 from vista_sql.logical.plan import (
     Assemble,
     Decode,
@@ -41,6 +42,7 @@ from vista_sql.logical.plan import (
     TableScan,
     Train,
 )
+from vista_sql.units import DOUBLE_BYTES
 
 STEPS = (
     "startup",
@@ -311,16 +313,15 @@ def _train(f: NodeFacts, facts: PlanFacts, memory: MemoryModel, cluster: _Cluste
     ) + cluster.spread((table * (consts.cache_read_seconds_per_byte + serialize) + spilled) * reads)
     rows = f.rows
     values = model.values + 1
-    sets = model.classes.map(lambda k: 1 if k <= 2 else k)
+    entry = models.model(model.name)
+    sets = model.classes.map(entry.coefficient_sets)
     jvm = consts.jvm_flops_per_core
     prepare = rows * values * (4 / jvm + DOUBLE_BYTES * consts.row_copy_seconds_per_byte)
-    if model.name in ("decision_tree", "random_forest", "gbt"):
-        considered = values.map(math.sqrt) if model.name == "random_forest" else values
-        level = rows * considered * (20 / jvm)
-    elif model.name == "mlp":
-        level = rows * values * sets * (6 / jvm)
-    else:
-        level = rows * values * sets * (4 / jvm)
+    considered = values if entry.considered_values is None else values.map(entry.considered_values)
+    work = rows * considered
+    if entry.iteration_scales_with_sets:
+        work = work * sets
+    level = work * (entry.iteration_flops_per_value / jvm)
     blocks_spilled = training_blocks(f) * memory.spill_fraction * consts.disk_seconds_per_byte
     iteration = cluster.spread(level + blocks_spilled) + consts.job_overhead_seconds
     per_fit = cluster.spread(prepare) + iteration * model.iterations

@@ -30,11 +30,9 @@ class VistaNode(exp.Expression):
     """
 
     def sql(self, dialect: DialectType = None, copy: bool = True, **opts: Any) -> str:
-        if dialect is None:
-            from vista_sql.grammar.dialect import Vista  # importing it registers "vista"
-
-            dialect = Vista
-        return super().sql(dialect=dialect, copy=copy, **opts)
+        # By name: sqlglot's dialect registry knows "vista" once ``grammar.dialect`` is imported,
+        # which the package's ``__init__`` does before anything can build these nodes.
+        return super().sql(dialect="vista" if dialect is None else dialect, copy=copy, **opts)
 
 
 class TransferFeatures(VistaNode):

@@ -13,7 +13,8 @@ The pipeline, and the public functions of each step:
 - ``driver.alternatives(query, catalog=None, stored=()) -> list[Alternative]``: every distinct
   rewritten plan, one per setting of the three knobs (``inference`` lazy/eager/staged, ``placement``
   before_join/after_join, ``persist`` True/False), deduplicated, in a fixed order. Each
-  ``Alternative`` has ``name`` (e.g. ``"eager/after_join/persist"``), the three knobs, ``plan``
+  ``Alternative`` has ``name`` (e.g. ``"eager/after_join/persist"``), the three knobs (typed, as
+  ``knobs``: its own ``Knobs`` and its equivalents'), ``plan``
   (a ``Workload``), ``steps`` (the driver's record) and ``equivalents`` (names of other settings
   that gave the same plan; ``names`` is all of them). With feature-store entries (``stored``),
   every setting again reading them (names ending ``/stored``). This is what the cost model
@@ -24,6 +25,7 @@ The pipeline, and the public functions of each step:
   with ``chosen=`` to mark the cost model's choice.
 
 Helpers: ``columns`` (what each node provides; well-formedness), ``dag`` (sharing by identity),
-``models`` (TRAIN models and their MLlib parameters), ``options`` (WITH options), ``values``
-(checking values, memory sizes). Nothing here imports Spark or TensorFlow.
+``models`` (the downstream-model registry: each TRAIN model's MLlib estimator, parameters and
+cost terms, one module per family), ``options`` (WITH options), ``values`` (checking values).
+Nothing here imports Spark or TensorFlow.
 """

@@ -42,7 +42,7 @@ from vista_sql.grammar.expressions import (
     VistaExplain,
     Weights,
 )
-from vista_sql.logical.models import FOLDS, MODEL_NAMES, MODELS
+from vista_sql.logical import models
 from vista_sql.logical.options import OPTIONS
 from vista_sql.logical.plan import ModelSpec, SourceRef, Value, WeightsSpec
 from vista_sql.logical.query import (
@@ -340,9 +340,11 @@ class _Builder:
 
     def model(self, node: exp.Expr, pairs: list[exp.Expr]) -> ModelSpec:
         name = node.name.lower()
-        if name not in MODELS:
-            self.fail(f"Unknown model {node.name}; {did_you_mean(node.name, MODEL_NAMES)}", node)
-        specs = MODELS[name]
+        entry = models.find(name)
+        if entry is None:
+            written = tuple(known.upper() for known in models.names())
+            self.fail(f"Unknown model {node.name}; {did_you_mean(node.name, written)}", node)
+        specs = entry.params
         params: list[tuple[str, Value]] = []
         grid: list[tuple[str, tuple[Value, ...]]] = []
         folds: exp.Expr | None = None
@@ -376,7 +378,7 @@ class _Builder:
                     "has a list of values to search, like reg_param = (0.01, 0.1)",
                     folds,
                 )
-            fold_count = cast(int, self.value(FOLDS, folds.expression, "parameter folds"))
+            fold_count = cast(int, self.value(models.FOLDS, folds.expression, "parameter folds"))
         return ModelSpec(name=name, params=tuple(params), grid=tuple(grid), folds=fold_count)
 
     def value(self, spec: ValueSpec, node: exp.Expr, what: str) -> Value:

@@ -198,6 +198,20 @@ def alternative_name(
 
 
 @dataclass(frozen=True, slots=True)
+class Knobs:
+    """One setting of the driver's knobs: what an alternative's name spells, typed."""
+
+    inference: Inference
+    placement: Placement
+    persist: bool
+    stored: bool = False
+
+    @property
+    def name(self) -> str:
+        return alternative_name(self.inference, self.placement, self.persist, self.stored)
+
+
+@dataclass(frozen=True, slots=True)
 class Alternative:
     """One rewritten plan and the knob settings that produce it.
 
@@ -207,20 +221,34 @@ class Alternative:
     alternatives by a WITH override should consider them too.
     """
 
-    name: str
     inference: Inference
     placement: Placement
     persist: bool
     plan: Workload
     steps: tuple[Step, ...]
-    equivalents: tuple[str, ...] = ()
+    equivalent_knobs: tuple[Knobs, ...] = ()
+    """The other knob settings that gave this very plan, in the driver's order."""
     stored: bool = False
     """Whether the plan was rewritten to read layers from the feature store."""
 
     @property
+    def knobs(self) -> tuple[Knobs, ...]:
+        """This alternative's knob setting and its equivalents'."""
+        own = Knobs(self.inference, self.placement, self.persist, self.stored)
+        return (own, *self.equivalent_knobs)
+
+    @property
+    def name(self) -> str:
+        return alternative_name(self.inference, self.placement, self.persist, self.stored)
+
+    @property
+    def equivalents(self) -> tuple[str, ...]:
+        return tuple(knobs.name for knobs in self.equivalent_knobs)
+
+    @property
     def names(self) -> tuple[str, ...]:
         """This alternative's name and its equivalents'."""
-        return (self.name, *self.equivalents)
+        return tuple(knobs.name for knobs in self.knobs)
 
 
 def alternatives(
@@ -246,7 +274,7 @@ def alternatives(
         for inference in INFERENCES:
             for placement in PLACEMENTS:
                 for persist in PERSISTS:
-                    name = alternative_name(inference, placement, persist, from_store)
+                    knobs = Knobs(inference, placement, persist, from_store)
                     ctx = RuleContext(catalog=catalog, placement=placement, stored=stored)
                     plan, steps = run_batches(
                         start, batches_for(inference, persist, from_store), ctx, strict=strict
@@ -255,9 +283,11 @@ def alternatives(
                     key = sharing_key(plan)
                     if key in found:
                         first = found[key]
-                        found[key] = replace(first, equivalents=(*first.equivalents, name))
+                        found[key] = replace(
+                            first, equivalent_knobs=(*first.equivalent_knobs, knobs)
+                        )
                     else:
                         found[key] = Alternative(
-                            name, inference, placement, persist, plan, steps, stored=from_store
+                            inference, placement, persist, plan, steps, stored=from_store
                         )
     return list(found.values())

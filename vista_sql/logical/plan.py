@@ -136,6 +136,11 @@ class Plan:
             yield node
             stack.extend(reversed(node.children))
 
+    def numbering(self) -> dict[int, int]:
+        """``id`` of every distinct node -> its operator number: its position in :meth:`walk`,
+        from 1. EXPLAIN, the cost model's facts and EXPLAIN ANALYZE all number operators so."""
+        return {id(node): number for number, node in enumerate(self.walk(), start=1)}
+
 
 def _plans_in(value: object) -> tuple[Plan, ...]:
     if isinstance(value, Plan):

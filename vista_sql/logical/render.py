@@ -22,14 +22,6 @@ Annotate = Callable[[Plan], str]
 """Text to print beside an operator (e.g. its estimates); empty for nothing."""
 
 
-def _numbering(plan: Plan) -> dict[int, int]:
-    """The number of every distinct node: its position in pre-order, from 1."""
-    numbers: dict[int, int] = {}
-    for node in plan.walk():
-        numbers[id(node)] = len(numbers) + 1
-    return numbers
-
-
 def render_text(plan: Plan, annotate: Annotate | None = None, indent: int = 2) -> str:
     """The plan as an indented tree, one numbered operator per line.
 
@@ -42,7 +34,7 @@ def render_text(plan: Plan, annotate: Annotate | None = None, indent: int = 2) -
         ...
                    (reused 5) Join inner ON i.id = f.id
     """
-    numbers = _numbering(plan)
+    numbers = plan.numbering()
     width = len(str(len(numbers)))
     lines: list[str] = []
     printed: set[int] = set()
@@ -68,7 +60,7 @@ def render_json(plan: Plan, annotate: Annotate | None = None) -> dict[str, Any]:
     operator (plus ``"annotation"`` when ``annotate`` is given); a later use of a shared node is
     ``{"reused": id, "operator", "description"}``. ``fields`` holds the node's own values (not its
     children, not its source position) in JSON types."""
-    numbers = _numbering(plan)
+    numbers = plan.numbering()
     printed: set[int] = set()
 
     def convert(node: Plan) -> dict[str, Any]:

@@ -15,13 +15,11 @@ from typing import Literal
 from sqlglot import exp
 
 from vista_sql.logical.plan import Value
+from vista_sql.units import parse_size
 
 Kind = Literal["int", "float", "bool", "choice", "sizes", "subset", "size", "string"]
 
 _INTEGER = re.compile(r"[+-]?\d+")
-
-_MEMORY = re.compile(r"(\d+(?:\.\d*)?|\.\d+)\s*([kmgtp]?)(i?b?)", re.IGNORECASE)
-_MEMORY_FACTORS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40, "p": 1 << 50}
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,33 +127,11 @@ def check(spec: ValueSpec, value: Value) -> Value:
         return _subset(spec, value, problem)
     if spec.kind == "size":
         if isinstance(value, str):
-            return parse_memory(value)
+            return parse_size(value)
         raise ValueError(f"expected {spec.describe()} (a bare number has no unit)")
     if isinstance(value, str):
         return value
     raise problem
-
-
-def parse_memory(text: str) -> int:
-    """Bytes in a memory size: ``'24g'``, ``'512m'``, ``'1.5GiB'``, ``'100kb'``, ``'1073741824'``.
-
-    Units are binary (k = KiB = 1024 bytes, as the JVM and Spark read them), case-insensitive, with
-    or without ``b``/``ib``; a bare number is bytes.
-    """
-    match = _MEMORY.fullmatch(text.strip())
-    if not match:
-        raise ValueError(
-            f"expected a memory size with a unit, like '24g', '512m' or '1.5GiB', got {text!r}"
-        )
-    amount, prefix, suffix = match.groups()
-    if not prefix and suffix.lower() == "ib":
-        raise ValueError(f"expected a unit like KiB, MiB or GiB, got {text!r}")
-    if not prefix and not suffix and not amount.isdigit():
-        raise ValueError(f"a memory size without a unit is bytes, a whole number; got {text!r}")
-    size = round(float(amount) * _MEMORY_FACTORS[prefix.lower()])
-    if size <= 0:
-        raise ValueError(f"expected a memory size above zero, got {text!r}")
-    return size
 
 
 def _sizes(value: Value, problem: ValueError) -> tuple[int, ...]:

@@ -1,6 +1,6 @@
 """The chosen plan -> Spark DataFrame operations, run, and the results.
 
-``store`` (no Spark) and ``store_io`` are the feature store: CNN layers that statements
+``store`` (no Spark but its ``spark_io``) is the feature store: CNN layers that statements
 materialized, kept as Parquet and read again by later statements over the same images; ``gpu``
 detects GPU memory for the cost model.
 """

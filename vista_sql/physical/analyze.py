@@ -15,11 +15,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from vista_sql.cost_model.estimate import Estimate, format_bytes, format_seconds, total
+from vista_sql.cost_model.estimate import Estimate, format_seconds, total
 from vista_sql.cost_model.optimizer import Decision
 from vista_sql.logical.plan import Evaluate, Plan, Train, Workload
 from vista_sql.physical.executor import RunOutcome, branch_parts
 from vista_sql.physical.monitor import MemorySample
+from vista_sql.units import format_bytes
 
 
 @dataclass(frozen=True)
@@ -32,7 +33,7 @@ class StageRow:
 
 def _attribute(plan: Workload, order: list[str]) -> dict[tuple[str, str], list[int]]:
     """(layer, stage) -> operator numbers (pre-order, as the cost model numbers them)."""
-    numbers = {id(node): index + 1 for index, node in enumerate(plan.walk())}
+    numbers = plan.numbering()
     branches = {branch_parts(b)[1].layer: b for b in plan.branches}
     seen: set[int] = set()
     groups: dict[tuple[str, str], list[int]] = {}

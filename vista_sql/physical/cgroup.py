@@ -40,6 +40,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from vista_sql.units import parse_size
+
 _ENTER = 'echo $$ > "$0" && exec "$@"'
 """The shell wrapper: move this shell into the cgroup whose cgroup.procs is $0, then exec."""
 
@@ -81,15 +83,6 @@ def unavailable_reason() -> str | None:
     if not os.access(root, os.W_OK):
         return f"the memory cgroup {root} is not writable (needs root or a delegated cgroup)"
     return None
-
-
-def parse_size(text: str) -> int:
-    """'3g', '512m', '2.5G', '1048576' -> bytes (binary units, as Spark's memory settings)."""
-    units = {"k": 2**10, "m": 2**20, "g": 2**30, "t": 2**40}
-    text = text.strip().lower().removesuffix("b").removesuffix("i")
-    if text and text[-1] in units:
-        return int(float(text[:-1]) * units[text[-1]])
-    return int(text)
 
 
 @dataclass

@@ -21,8 +21,8 @@ import subprocess
 
 from vista_sql.cost_model.resources import Resources, detect_resources
 from vista_sql.logical.query import Options
+from vista_sql.units import MiB
 
-MiB = 2**20
 NVIDIA_SMI_TIMEOUT_S = 10.0
 
 

@@ -72,7 +72,7 @@ class Lowering:
             case TableScan():
                 return self.table
             case StoredScan():
-                from vista_sql.physical.store_io import read_stored
+                from vista_sql.physical.store.spark_io import read_stored
 
                 spark = self.images.sparkSession
                 return read_stored(spark, node, self.settings.partitions)

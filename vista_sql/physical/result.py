@@ -17,14 +17,18 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from vista_sql.cost_model.explain import explain_json, explain_text
 from vista_sql.errors import VistaError
 from vista_sql.logical.query import TransferQuery
-from vista_sql.physical.executor import LayerRun
+from vista_sql.physical.analyze import analyze_json, analyze_text
+from vista_sql.physical.executor import LayerRun, RunOutcome
 from vista_sql.physical.monitor import MemorySample
 
 if TYPE_CHECKING:
     import pandas as pd
     from matplotlib.figure import Figure
+
+    from vista_sql.cost_model.optimizer import Decision
 
 METRICS = ("accuracy", "f1", "auc")
 
@@ -100,6 +104,19 @@ class TransferResult:
             key=lambda i: (-frame["accuracy"][i], -(frame["f1"][i] or 0.0), i),
         )
         return frame.iloc[order[0]]
+
+    def explained_by(self, decision: Decision, outcome: RunOutcome, order: list[str]) -> None:
+        """Keep what ``explain()`` and ``explain_json()`` need once the run is over: the
+        optimizer's ``decision`` (its EXPLAIN becomes ``plan``), what ran (``outcome``), and the
+        layers bottom up (``order``). EXPLAIN ANALYZE is drawn only when asked."""
+        self.plan = explain_text(decision)
+        chosen = decision.chosen.plan
+        self._explain = lambda: analyze_text(
+            decision, self.plan, chosen, outcome, order, self.seconds, self.peak_memory
+        )
+        self._explain_json = lambda: analyze_json(
+            decision, explain_json(decision), chosen, outcome, order, self.seconds, self.peak_memory
+        )
 
     def explain(self) -> str:
         """The plan that ran, with the optimizer's estimates beside what was measured."""

@@ -13,7 +13,10 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
-from vista_sql.catalog import Catalog
+from vista_sql.catalog import Catalog, CnnInfo
+from vista_sql.cost_model.decide import decide
+from vista_sql.cost_model.resources import Resources
+from vista_sql.cost_model.stats import DataStats, gather_stats
 from vista_sql.logical.plan import Workload
 from vista_sql.logical.query import TransferQuery
 from vista_sql.physical.executor import (
@@ -23,6 +26,7 @@ from vista_sql.physical.executor import (
     RunOutcome,
     run_workload,
 )
+from vista_sql.physical.gpu import machine_resources
 from vista_sql.physical.lower import Lowering, LoweringSettings
 from vista_sql.physical.monitor import PeakMemory
 from vista_sql.physical.prepare import (
@@ -30,6 +34,7 @@ from vista_sql.physical.prepare import (
     check_images,
     check_weights,
     key_type,
+    numeric_columns,
     prepare_table,
     unmatched,
 )
@@ -41,7 +46,23 @@ from vista_sql.physical.result import (
     write_layer,
     write_report,
 )
-from vista_sql.physical.sources import KEY, read_images, read_table
+from vista_sql.physical.session import (
+    advice,
+    cluster_conf,
+    connect_session,
+    foreign_active_session,
+    owned_session,
+)
+from vista_sql.physical.sources import KEY, read_images, read_table, resolve
+from vista_sql.physical.store import (
+    FeatureStore,
+    StatementKeys,
+    StoreSettings,
+    statement_keys,
+    store_settings,
+    stored_layers,
+)
+from vista_sql.physical.store.spark_io import StoreWriter, store_report
 from vista_sql.physical.worker_errors import raise_worker_error
 
 if TYPE_CHECKING:
@@ -172,10 +193,6 @@ def _spark_stats(
     spark: SparkSession, query: TransferQuery, tables: Mapping[str, Any] | None, stats: Any
 ) -> Any:
     """Fill statistics that listings could not give (DataFrame or catalog sources) from Spark."""
-    from vista_sql.cost_model.stats import DataStats
-    from vista_sql.physical.prepare import numeric_columns
-    from vista_sql.physical.sources import resolve
-
     if stats.image_rows.known and stats.table_rows.known:
         return stats
     images = resolve(spark, query.image_source, tables, query, "images")
@@ -200,6 +217,69 @@ def _spark_stats(
     )
 
 
+@dataclass(frozen=True)
+class Planning:
+    """What the optimizer decides a statement's plan from, gathered once before the session."""
+
+    stats: DataStats
+    resources: Resources
+    store: StoreSettings
+    keys: StatementKeys | None
+    stored: tuple[StoredLayer, ...]
+
+
+def plan_inputs(
+    given: SparkSession | None,
+    query: TransferQuery,
+    catalog: Catalog,
+    tables: Mapping[str, Any] | None,
+) -> Planning:
+    """Data statistics (completed from ``given`` when listings cannot count), the machine's
+    resources, and the feature store's entries for the statement."""
+    stats = gather_stats(query, tables)
+    if given is not None:
+        stats = _spark_stats(given, query, tables, stats)
+    resources = machine_resources(query.options)
+    store = store_settings(query.options)
+    keys = statement_keys(query, catalog, tables) if store.enabled else None
+    stored = stored_layers(query, catalog, tables, keys) if keys is not None else ()
+    return Planning(stats, resources, store, keys, stored)
+
+
+def configured_session(
+    given: SparkSession | None,
+    decision: Decision,
+    master: str | None,
+    user_conf: Mapping[str, str] | None = None,
+) -> tuple[SparkSession, list[str], dict[str, str]]:
+    """The session that runs the plan: the user's own (with advice on the settings the optimizer
+    chose that it lacks), or one built with those settings; and the settings themselves (the
+    optimizer's, then ``user_conf`` over them)."""
+    conf = decision.chosen.config.as_spark_conf()
+    if master is not None and not master.startswith(("local", "sc://")):
+        conf = cluster_conf(conf, master)
+    conf = {**conf, **(user_conf or {})}
+    if given is not None:
+        return given, advice(given, conf), conf
+    return owned_session(conf, master), [], conf
+
+
+def store_writer(
+    planning: Planning, query: TransferQuery, cnn: CnnInfo, prepared: Prepared
+) -> StoreWriter | None:
+    """The feature store's writer for the run, when the statement's images have keys."""
+    if planning.keys is None:
+        return None
+    return StoreWriter(
+        store=FeatureStore.of(planning.store),
+        keys=planning.keys,
+        cnn=cnn,
+        pooling=query.options.conv_pooling,
+        every_image_joined=prepared.unmatched["images"] == 0,
+        struct_size=len(prepared.features),
+    )
+
+
 def run_query(
     query: TransferQuery,
     catalog: Catalog,
@@ -221,106 +301,54 @@ def run_query(
     ``alternative`` (internal: the calibration benchmark's) runs that logical alternative, with
     the physical choices the optimizer makes for it, instead of the fastest (see ``decide``).
     """
-    from vista_sql.cost_model.decide import decide
-    from vista_sql.cost_model.explain import explain_json, explain_text
-    from vista_sql.cost_model.stats import gather_stats
-    from vista_sql.physical.analyze import analyze_json, analyze_text
-    from vista_sql.physical.gpu import machine_resources
-    from vista_sql.physical.session import (
-        advice,
-        cluster_conf,
-        connect_session,
-        foreign_active_session,
-        owned_session,
-    )
-    from vista_sql.physical.store import (
-        FeatureStore,
-        statement_keys,
-        store_settings,
-        stored_layers,
-    )
-    from vista_sql.physical.store_io import StoreWriter, store_report
-
     into = into if into is not None else query.into
     given = spark if spark is not None else _session_of(tables) or foreign_active_session()
     if given is None and master is not None and master.startswith("sc://"):
         given = connect_session(master)
-    stats = gather_stats(query, tables)
-    if given is not None:
-        stats = _spark_stats(given, query, tables, stats)
-    resources = machine_resources(query.options)
-    store = store_settings(query.options)
-    keys = statement_keys(query, catalog, tables) if store.enabled else None
-    stored = stored_layers(query, catalog, tables, keys) if keys is not None else ()
+    planning = plan_inputs(given, query, catalog, tables)
 
     def decision_with(stored: tuple[StoredLayer, ...]) -> Decision:
         return decide(
             query,
             catalog,
             tables,
-            stats=stats,
-            resources=resources,
+            stats=planning.stats,
+            resources=planning.resources,
             stored=stored,
             alternative=alternative,
         )
 
-    decision = decision_with(stored)
-    chosen = decision.chosen
-    spark_conf = chosen.config.as_spark_conf()
-    if master is not None and not master.startswith(("local", "sc://")):
-        spark_conf = cluster_conf(spark_conf, master)
-    spark_conf = {**spark_conf, **(conf or {})}
-    session = given if given is not None else owned_session(spark_conf, master)
-    notes = advice(session, spark_conf) if given is not None else []
-
+    decision = decision_with(planning.stored)
+    session, notes, spark_conf = configured_session(given, decision, master, conf)
     prepared = prepare(session, query, tables)
     image_key_type = prepared.images.schema[KEY].dataType.simpleString()
-    if any(layer.key_type != image_key_type for layer in stored):
+    if any(layer.key_type != image_key_type for layer in planning.stored):
         # Entries written under other image ids (file names cast to another key type) do not
         # join with these; decide again without them (rare: the same images, another table).
-        stored = tuple(layer for layer in stored if layer.key_type == image_key_type)
-        decision = decision_with(stored)
-        chosen = decision.chosen
-    plan = chosen.plan
-    settings = LoweringSettings(
-        partitions=chosen.choice.partitions,
-        batch_size=chosen.choice.batch_size,
-        threads=chosen.choice.tf_threads,
-    )
+        decision = decision_with(
+            tuple(layer for layer in planning.stored if layer.key_type == image_key_type)
+        )
+    chosen = decision.chosen
     cnn = catalog.cnn(query.cnn)
     assert cnn is not None
-    writer = (
-        StoreWriter(
-            store=FeatureStore.of(store),
-            keys=keys,
-            cnn=cnn,
-            pooling=query.options.conv_pooling,
-            every_image_joined=prepared.unmatched["images"] == 0,
-            struct_size=len(prepared.features),
-        )
-        if keys is not None
-        else None
-    )
+    writer = store_writer(planning, query, cnn, prepared)
     result, outcome = run_plan(
-        plan,
+        chosen.plan,
         query,
         catalog,
         prepared,
-        settings,
+        LoweringSettings(
+            partitions=chosen.choice.partitions,
+            batch_size=chosen.choice.batch_size,
+            threads=chosen.choice.tf_threads,
+        ),
         progress=progress,
         into=into,
         on_materialised=writer,
     )
-    result.store = store_report(plan, writer)
-    order = sorted(query.layers, key=cnn.index)
+    result.store = store_report(chosen.plan, writer)
     result.advice = notes
     result.spark_conf = dict(sorted(spark_conf.items()))
     result.plan_choice = {"alternative": chosen.alternative, **asdict(chosen.choice)}
-    result.plan = explain_text(decision)
-    result._explain = lambda: analyze_text(
-        decision, result.plan, plan, outcome, order, result.seconds, result.peak_memory
-    )
-    result._explain_json = lambda: analyze_json(
-        decision, explain_json(decision), plan, outcome, order, result.seconds, result.peak_memory
-    )
+    result.explained_by(decision, outcome, sorted(query.layers, key=cnn.index))
     return result

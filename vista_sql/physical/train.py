@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from vista_sql.errors import DataError
-from vista_sql.logical.models import spark_param_name
+from vista_sql.logical import models
 from vista_sql.logical.plan import ModelSpec, Value
 from vista_sql.physical.sources import KEY
 
@@ -26,18 +26,6 @@ LABEL = "_vista_label"
 FEATURES = "_vista_features"
 FOLD = "_vista_fold"
 HASH_BUCKETS = 1_000_000
-
-ESTIMATORS: dict[str, str] = {
-    "logreg": "LogisticRegression",
-    "linear_svc": "LinearSVC",
-    "decision_tree": "DecisionTreeClassifier",
-    "random_forest": "RandomForestClassifier",
-    "gbt": "GBTClassifier",
-    "mlp": "MultilayerPerceptronClassifier",
-}
-"""TRAIN names -> pyspark.ml.classification classes."""
-
-BINARY_ONLY = frozenset({"linear_svc", "gbt"})
 
 
 @dataclass(frozen=True)
@@ -61,26 +49,16 @@ def split_bucket(seed: int) -> Column:
 
 
 def estimator(spec: ModelSpec, n_features: int, n_classes: int, seed: int) -> Any:
-    """The MLlib estimator of ``spec`` with its fixed parameters set."""
-    import pyspark.ml.classification as classification
-
-    cls = getattr(classification, ESTIMATORS[spec.name])
+    """The MLlib estimator of ``spec`` (its registry entry's) with its fixed parameters set."""
+    entry = models.model(spec.name)
     params: dict[str, Any] = {
-        spark_param_name(spec.name, k): _value(spec.name, k, v, n_features, n_classes)
+        entry.spark_param_name(k): entry.spark_value(k, v, n_features, n_classes)
         for k, v in spec.params
     }
-    instance = cls(featuresCol=FEATURES, labelCol=LABEL)
+    instance = entry.build(FEATURES, LABEL)
     if instance.hasParam("seed"):
         params.setdefault("seed", seed)
     return instance.setParams(**params) if params else instance
-
-
-def _value(model: str, name: str, value: Value, n_features: int, n_classes: int) -> Any:
-    """A checked parameter value as MLlib takes it: MLP hidden sizes gain the input and output."""
-    if model == "mlp" and name == "layers":
-        hidden = value if isinstance(value, tuple) else (value,)
-        return [n_features, *(int(x) for x in hidden), n_classes]
-    return value
 
 
 def _search_evaluator(n_classes: int) -> Any:
@@ -143,15 +121,16 @@ def train(
     training = table.filter(bucket >= validate)
     validation = table.filter(bucket < validate)
     train_rows, validation_rows = _check_split(table, bucket < validate, validate)
+    entry = models.model(spec.name)
     base = estimator(spec, n_features, n_classes, seed)
     started = time.perf_counter()
     best_params: dict[str, Value] = dict(spec.params)
     if spec.grid:
         grid = ParamGridBuilder()
         for name, values in spec.grid:
-            param = base.getParam(spark_param_name(spec.name, name))
+            param = base.getParam(entry.spark_param_name(name))
             grid = grid.addGrid(
-                param, [_value(spec.name, name, v, n_features, n_classes) for v in values]
+                param, [entry.spark_value(name, v, n_features, n_classes) for v in values]
             )
         folds = F.pmod(F.xxhash64(F.col(KEY), F.lit(seed + 1)), F.lit(spec.folds))
         search = CrossValidator(
@@ -166,9 +145,7 @@ def train(
         model = fitted.bestModel
         best = fitted.getEstimatorParamMaps()[_argbest(fitted.avgMetrics)]
         chosen = {param.name: value for param, value in best.items()}
-        best_params.update(
-            {name: chosen[spark_param_name(spec.name, name)] for name, _ in spec.grid}
-        )
+        best_params.update({name: chosen[entry.spark_param_name(name)] for name, _ in spec.grid})
     else:
         model = base.fit(training)
     seconds = time.perf_counter() - started

@@ -19,4 +19,10 @@ they load them when they build a model or a DataFrame):
 Adding a CNN: one module in ``vista_sql/udfs/cnns/`` plus its entry in ``catalog/cnns.json``; or,
 for a user's own Keras model, ``registry.register`` (``vista_sql.register_cnn``): the catalog entry
 and the architecture travel to Spark workers inside each ``InferenceSpec``.
+
+Modules, in import order (each imports only those before it; ``tests/test_import_order.py``
+checks): ``columns``, ``decode``, ``layers``, ``pickled`` -> ``cnns`` (the roster's definitions)
+-> ``registered`` (CNNs registered in this process; the one definition look-up) -> ``weights``
+-> ``models`` -> ``inference`` -> ``layer_stats``, ``spark_infer`` -> ``registry`` (registering a
+user's model).
 """

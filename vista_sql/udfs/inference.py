@@ -27,7 +27,7 @@ from vista_sql.catalog import POOLINGS, CnnInfo, LayerInfo, current
 from vista_sql.errors import SemanticError, did_you_mean
 from vista_sql.logical.plan import LayerOut, WeightsSpec
 from vista_sql.udfs.columns import ERROR_COLUMN, output_column
-from vista_sql.udfs.registry import RegisteredCnn, install, registered
+from vista_sql.udfs.registered import RegisteredCnn, install, registered
 
 if TYPE_CHECKING:
     import keras

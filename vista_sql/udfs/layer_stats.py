@@ -34,6 +34,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from vista_sql.units import MiB
+
 CATALOG = Path(str(resources.files("vista_sql.catalog").joinpath("cnns.json")))
 BYTES_PER_FLOAT = 4
 MODULE = "vista_sql.udfs.layer_stats"
@@ -48,7 +50,7 @@ def layer_statistics(cnn: str) -> dict[str, Any]:
     if info is None:
         raise KeyError(cnn)
     model = build_deferred(cnn)
-    producer = {id(tensor): layer for layer in model.layers for tensor in _outputs(layer)}
+    producer = {id(tensor): layer for layer in model.layers for tensor in layer_outputs(layer)}
     start = model.input
     layers: dict[str, Any] = {}
     for layer_info in info.layers:
@@ -70,7 +72,7 @@ def layer_statistics(cnn: str) -> dict[str, Any]:
     return {"param_bytes": whole, "layers": layers}
 
 
-def _outputs(layer: Any) -> list[Any]:
+def layer_outputs(layer: Any) -> list[Any]:
     return layer.output if isinstance(layer.output, list) else [layer.output]
 
 
@@ -124,7 +126,7 @@ def peak_activation_bytes(segment: Sequence[Any], end: Any) -> int:
     for layer in segment:
         for tensor in _inputs(layer):
             consumers[id(tensor)] = consumers.get(id(tensor), 0) + 1
-    produced = {id(tensor) for layer in segment for tensor in _outputs(layer)}
+    produced = {id(tensor) for layer in segment for tensor in layer_outputs(layer)}
     live = {
         id(tensor): tensor_bytes(tensor)
         for layer in segment
@@ -133,7 +135,7 @@ def peak_activation_bytes(segment: Sequence[Any], end: Any) -> int:
     }
     peak = sum(live.values())
     for layer in segment:
-        for tensor in _outputs(layer):
+        for tensor in layer_outputs(layer):
             live[id(tensor)] = tensor_bytes(tensor)
         peak = max(peak, sum(live.values()))
         for tensor in _inputs(layer):
@@ -215,7 +217,7 @@ def regenerate(
             raw["activation_bytes"] = found["activation_bytes"]
             if rss:
                 raw["peak_rss_bytes"] = measure_rss(cnn, raw["name"], batch_size)
-                print(f"{cnn} {raw['name']}: peak RSS {raw['peak_rss_bytes'] / 2**20:.0f} MiB")
+                print(f"{cnn} {raw['name']}: peak RSS {raw['peak_rss_bytes'] / MiB:.0f} MiB")
     measured = dict(document.get("measured") or {})
     measured.update(
         {

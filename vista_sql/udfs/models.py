@@ -21,7 +21,7 @@ import numpy as np
 from vista_sql.catalog import current
 from vista_sql.errors import SemanticError, did_you_mean
 from vista_sql.logical.plan import WeightsSpec
-from vista_sql.udfs.cnns import definition
+from vista_sql.udfs.registered import definition
 from vista_sql.udfs.weights import (
     ALIGNMENT,
     DEFAULT_SEED,

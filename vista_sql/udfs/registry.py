@@ -39,20 +39,27 @@ import hashlib
 import json
 import os
 import re
-import threading
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from vista_sql import catalog
 from vista_sql.catalog import CnnInfo, LayerInfo
 from vista_sql.errors import SemanticError, VistaError, did_you_mean
+from vista_sql.udfs.decode import PREPROCESS_MODES
+from vista_sql.udfs.layer_stats import (
+    layer_flops,
+    layer_outputs,
+    peak_activation_bytes,
+    segment_layers,
+    variable_bytes,
+)
+from vista_sql.udfs.registered import RegisteredCnn, install, registered
+from vista_sql.udfs.weights import weights_digest
 
 if TYPE_CHECKING:
     import keras
-
-    from vista_sql.udfs.cnns import CnnDefinition
 
 PREPROCESS_DEFAULT = "raw"
 STATS_VERSION = 1
@@ -62,59 +69,6 @@ _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 class RegistrationError(VistaError):
     """A model that cannot become a CNN of the roster; the message says why."""
-
-
-@dataclass(frozen=True, slots=True)
-class RegisteredCnn:
-    """A registered CNN: what a worker needs to build it without the driver's registry."""
-
-    info: CnnInfo
-    config: str
-    """The Keras model's architecture, as ``model.to_json()``."""
-    digest: str
-    """SHA-256 of the architecture and the weights."""
-    model_file: str
-    """The saved model (architecture and its own weights) on the driver."""
-
-
-_registered: dict[str, RegisteredCnn] = {}
-_lock = threading.Lock()
-
-
-def registered(name: str) -> RegisteredCnn | None:
-    """The registered CNN called ``name`` in this process, if any."""
-    return _registered.get(name.lower())
-
-
-def install(cnn: RegisteredCnn) -> None:
-    """Make ``cnn`` known to this process: its catalog entry and its Keras definition (a worker
-    calls this with the spec's copy before building the model)."""
-    with _lock:
-        if _registered.get(cnn.info.name) != cnn:
-            _registered[cnn.info.name] = cnn
-            catalog.register(cnn.info)
-
-
-def definition(name: str) -> CnnDefinition | None:
-    """The Keras definition of a registered CNN (its architecture), or None."""
-    found = registered(name)
-    if found is None:
-        return None
-    from vista_sql.udfs.cnns import CnnDefinition
-
-    return CnnDefinition(
-        name=found.info.name,
-        build=lambda: _from_config(found.config),
-        imagenet=None,
-        imagenet_help=f"{found.info.name} is a registered model: WEIGHTS IMAGENET is its own",
-    )
-
-
-def _from_config(config: str) -> keras.Model:
-    import keras
-
-    model: keras.Model = keras.models.model_from_json(config)
-    return model
 
 
 def register(
@@ -130,8 +84,6 @@ def register(
 
     ``directory`` is the cache directory (the model and its statistics go to its ``models/``).
     """
-    from vista_sql.udfs.decode import PREPROCESS_MODES
-
     if not isinstance(name, str) or not _NAME.fullmatch(name):
         raise RegistrationError(f"a CNN name must be an identifier, got {name!r}")
     cnn = name.lower()
@@ -183,8 +135,6 @@ def _load(model_or_path: Any) -> keras.Model:
 
 
 def _digest(config: str, model: keras.Model) -> str:
-    from vista_sql.udfs.weights import weights_digest
-
     return hashlib.sha256(f"{config}\n{weights_digest(model.weights)}".encode()).hexdigest()
 
 
@@ -231,14 +181,6 @@ def describe(
     preprocess: str,
 ) -> CnnInfo:
     """The catalog entry of ``model`` with ``layers`` as transfer layers, statistics measured."""
-    from vista_sql.udfs.layer_stats import (
-        _outputs,
-        layer_flops,
-        peak_activation_bytes,
-        segment_layers,
-        variable_bytes,
-    )
-
     known = [layer.name for layer in model.layers]
     position = {layer_name: index for index, layer_name in enumerate(known)}
     for layer_name in layers:
@@ -253,7 +195,7 @@ def describe(
         raise RegistrationError(
             f"layers must be listed bottom to top, as the model computes them: {ordered}"
         )
-    producer = {id(t): layer for layer in model.layers for t in _outputs(layer)}
+    producer = {id(t): layer for layer in model.layers for t in layer_outputs(layer)}
     tensors = [model.get_layer(layer_name).output for layer_name in layers]
     start = model.inputs[0]
     infos = []

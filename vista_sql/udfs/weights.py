@@ -40,8 +40,9 @@ import numpy as np
 from vista_sql.digest import file_sha256
 from vista_sql.errors import VistaError
 from vista_sql.logical.plan import WeightsSpec
-from vista_sql.udfs.cnns import PackagedWeights, definition
+from vista_sql.udfs.cnns import PackagedWeights
 from vista_sql.udfs.pickled import PickleError
+from vista_sql.udfs.registered import definition, registered
 
 if TYPE_CHECKING:
     import keras
@@ -105,8 +106,6 @@ def weights_file(cnn: str, weights: WeightsSpec, *, download: bool = True) -> st
             )
         check_container(path, weights.path)
         return str(path.resolve())
-    from vista_sql.udfs.registry import registered
-
     found = registered(cnn)
     if found is not None:  # a registered model's "ImageNet" weights are its own
         return found.model_file

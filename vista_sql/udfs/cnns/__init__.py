@@ -77,17 +77,10 @@ def available() -> tuple[str, ...]:
     return tuple(sorted(m.name for m in pkgutil.iter_modules(__path__) if not m.ispkg))
 
 
-def definition(cnn: str) -> CnnDefinition:
-    """The definition of ``cnn``: a CNN registered in this process (``udfs.registry``), else a
-    roster name, importing its module."""
-    from vista_sql.udfs.registry import definition as registered_definition
-
-    found = registered_definition(cnn)
-    return found if found is not None else _roster_definition(cnn)
-
-
 @cache
-def _roster_definition(cnn: str) -> CnnDefinition:
+def definition(cnn: str) -> CnnDefinition:
+    """The definition of roster CNN ``cnn``, importing its module (a CNN registered in this
+    process too: ``udfs.registered.definition``)."""
     name = cnn.lower()
     if name not in available():
         raise SemanticError(f"no Keras model for CNN {cnn!r}; {did_you_mean(cnn, available())}")

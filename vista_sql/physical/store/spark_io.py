@@ -23,11 +23,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from vista_sql.catalog import CnnInfo
-from vista_sql.cost_model.memory import STORE_ROW_GROUP_BYTES
+from vista_sql.cost_model.constants import STORE_ROW_GROUP_BYTES
 from vista_sql.errors import DataError
 from vista_sql.logical.plan import Assemble, Infer, Join, LayerOut, Persist, Plan, StoredScan
 from vista_sql.physical.sources import KEY
-from vista_sql.physical.store import Entry, FeatureStore, StatementKeys, key_pooling, read_entry
+from vista_sql.physical.store.entries import Entry, FeatureStore, read_entry
+from vista_sql.physical.store.keys import StatementKeys, key_pooling
 from vista_sql.udfs.columns import ERROR_COLUMN, output_column
 
 if TYPE_CHECKING:
