@@ -10,9 +10,10 @@ Nothing here imports Spark or TensorFlow.
 
 from __future__ import annotations
 
+import html
 import json
 from collections.abc import Mapping, Sequence
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from vista_sql.catalog import Catalog, CnnInfo, current
 from vista_sql.errors import VistaError
@@ -28,8 +29,13 @@ from vista_sql.logical.query import (
 )
 from vista_sql.units import format_bytes
 
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
 
-def explain(sql: str, *, catalog: Catalog | None = None, **kwargs: Any) -> str:
+    from vista_sql.physical.result import TransferResult
+
+
+def explain(sql: str, *, catalog: Catalog | None = None, **kwargs: Any) -> ExplainText:
     """The text of every statement in ``sql``: its plan (EXPLAIN is added to a bare TRANSFER
     FEATURES), or the catalog for DESCRIBE CNN / SHOW CNNS.
 
@@ -43,7 +49,7 @@ def explain(sql: str, *, catalog: Catalog | None = None, **kwargs: Any) -> str:
         if isinstance(statement, TransferQuery):
             statement = ExplainStatement(query=statement)
         texts.append(statement_text(statement, catalog, **kwargs))
-    return "\n\n".join(texts)
+    return ExplainText("\n\n".join(texts))
 
 
 def statement_text(statement: Statement, catalog: Catalog, **kwargs: Any) -> str:
@@ -84,6 +90,7 @@ def explain_statement(statement: ExplainStatement, catalog: Catalog, **kwargs: A
             tables=kwargs.get("tables"),
             master=kwargs.get("master"),
             progress=kwargs.get("progress", False),
+            conf=kwargs.get("conf"),
         )
         return result.explain_json() if statement.format == "json" else result.explain()
     from vista_sql.cost_model.decide import decide
@@ -107,36 +114,68 @@ def explain_statement(statement: ExplainStatement, catalog: Catalog, **kwargs: A
 
 def execute(
     sql: str,
-    spark: Any = None,
+    spark: SparkSession | None = None,
     tables: Mapping[str, Any] | None = None,
     progress: bool = True,
-    **kwargs: Any,
-) -> Any:
-    """Run every statement in ``sql``; the last one's result (a TransferResult, or text)."""
-    results = execute_all(sql, spark=spark, tables=tables, progress=progress, **kwargs)
+    *,
+    master: str | None = None,
+    into: str | None = None,
+    conf: Mapping[str, str] | None = None,
+    mlflow: bool | None = None,
+    catalog: Catalog | None = None,
+) -> TransferResult | ExplainText:
+    """Run every statement in ``sql`` and return the last one's result.
+
+    A TRANSFER FEATURES statement gives a :class:`~vista_sql.physical.result.TransferResult`;
+    EXPLAIN, DESCRIBE CNN and SHOW CNNS give their text (an :class:`ExplainText`, a ``str`` that
+    notebooks show as HTML). See :func:`execute_all` for the arguments.
+    """
+    results = execute_all(
+        sql,
+        spark=spark,
+        tables=tables,
+        master=master,
+        into=into,
+        progress=progress,
+        conf=conf,
+        mlflow=mlflow,
+        catalog=catalog,
+    )
     return results[-1]
 
 
 def execute_all(
     sql: str,
     *,
-    spark: Any = None,
+    spark: SparkSession | None = None,
     tables: Mapping[str, Any] | None = None,
     master: str | None = None,
     into: str | None = None,
     progress: bool = True,
+    conf: Mapping[str, str] | None = None,
+    mlflow: bool | None = None,
     catalog: Catalog | None = None,
-) -> list[Any]:
+) -> list[TransferResult | ExplainText]:
     """Run the statements in order: TRANSFER FEATURES gives a TransferResult; EXPLAIN, DESCRIBE
     CNN and SHOW CNNS give text. Every statement is parsed and checked before any runs.
 
+    ``spark``: the session to run on (a classic or a Spark Connect session; default: the active
+    one, else vista_sql's own local session, configured as the optimizer chose). ``master``: the
+    master URL of vista_sql's own session, or ``sc://host:port`` for a Spark Connect server.
     ``into`` (the command line's --into) is the INTO of a statement without one; with several
-    TRANSFER statements each writes to ``<into>/<n>``.
+    TRANSFER statements each writes to ``<into>/<n>``. ``conf``: Spark settings that override the
+    optimizer's (the command line's --conf). ``mlflow``: log each TRANSFER statement as an
+    MLflow run (None: as the statement's ``WITH (mlflow = ...)`` says, default off).
     """
     catalog = catalog if catalog is not None else current()
     statements = [build(tree, sql, catalog) for tree in parse(sql)]
     transfers = [s for s in statements if isinstance(s, TransferQuery)]
-    results: list[Any] = []
+    tracked = [s for s in transfers if (mlflow if mlflow is not None else s.options.mlflow)]
+    if tracked:
+        from vista_sql.tracking import require_mlflow
+
+        require_mlflow()  # before anything runs, not after an hour of inference
+    results: list[TransferResult | ExplainText] = []
     for statement in statements:
         if isinstance(statement, TransferQuery):
             from vista_sql.physical.run import run_query
@@ -145,24 +184,49 @@ def execute_all(
             if target is None and into is not None:
                 number = transfers.index(statement) + 1
                 target = into if len(transfers) == 1 else f"{into}/{number}"
-            results.append(
-                run_query(
-                    statement,
-                    catalog,
-                    spark=spark,
-                    tables=tables,
-                    master=master,
-                    progress=progress,
-                    into=target,
-                )
+            result = run_query(
+                statement,
+                catalog,
+                spark=spark,
+                tables=tables,
+                master=master,
+                progress=progress,
+                into=target,
+                conf=conf,
             )
+            if statement in tracked:
+                from vista_sql.tracking import log_run
+
+                log_run(result)
+            results.append(result)
         else:
             results.append(
-                statement_text(
-                    statement, catalog, spark=spark, tables=tables, master=master, progress=progress
+                ExplainText(
+                    statement_text(
+                        statement,
+                        catalog,
+                        spark=spark,
+                        tables=tables,
+                        master=master,
+                        progress=progress,
+                        conf=conf,
+                    )
                 )
             )
     return results
+
+
+class ExplainText(str):
+    """The text of an EXPLAIN, DESCRIBE CNN or SHOW CNNS statement: a ``str`` that notebooks
+    show as preformatted HTML instead of a quoted one-line repr."""
+
+    __slots__ = ()
+
+    def _repr_html_(self) -> str:
+        return f'<pre class="vista-sql-explain">{html.escape(self)}</pre>'
+
+    def _repr_pretty_(self, printer: Any, cycle: bool) -> None:
+        printer.text(str(self))
 
 
 def register_cnn(

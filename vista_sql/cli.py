@@ -1,8 +1,15 @@
-"""The ``vista-sql`` command line: run, explain, demo, dataset (SPEC.md, Command line)."""
+"""The ``vista-sql`` command line: run, explain, demo, dataset (SPEC.md, Command line).
+
+Exit status: 0 success; 2 a statement that cannot run as written (syntax, unknown names, bad
+options, unreadable statement file); 3 bad data (``DataError``); 4 no plan fits in memory
+(``ResourceError``); 130 interrupted. Each error class carries its status (``exit_code``).
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
+import math
 import os
 import sys
 import tempfile
@@ -21,7 +28,9 @@ def _statement_text(args: argparse.Namespace) -> str:
     if args.execute is not None:
         return str(args.execute)
     if args.file is None:
-        raise VistaError('give a statement file or -e "SQL"')
+        raise VistaError('give a statement file, - for standard input, or -e "SQL"')
+    if args.file == "-":
+        return sys.stdin.read()
     try:
         with open(args.file) as handle:
             return handle.read()
@@ -39,24 +48,63 @@ def _tables(pairs: Sequence[str]) -> dict[str, str]:
     return tables
 
 
+def _conf(pairs: Sequence[str]) -> dict[str, str]:
+    conf = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise VistaError(f"--conf expects KEY=VALUE, got {pair!r}")
+        conf[key.strip()] = value
+    return conf
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    import vista_sql
+
+    try:
+        spark = version("pyspark")
+    except PackageNotFoundError:
+        spark = "not installed"
+    return f"vista-sql {vista_sql.__version__} (pyspark {spark}, Python {sys.version.split()[0]})"
+
+
 def _add_statement_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("file", nargs="?", help="a file of ;-separated statements")
+    parser.add_argument(
+        "file", nargs="?", help="a file of ;-separated statements (- reads standard input)"
+    )
     parser.add_argument("-e", "--execute", metavar="SQL", help="the statement text")
     parser.add_argument(
         "--table", action="append", default=[], metavar="NAME=PATH", help="a named source"
     )
-    parser.add_argument("--master", help="Spark master URL (default: local mode)")
+    parser.add_argument(
+        "--master", help="Spark master URL, or sc://HOST:PORT for Spark Connect (default: local)"
+    )
+    parser.add_argument(
+        "--conf",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a Spark setting, over the optimizer's choice (repeatable)",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="vista-sql", description="Feature transfer from deep CNNs on Spark, optimized."
     )
+    parser.add_argument("--version", action="version", version=_version())
     commands = parser.add_subparsers(dest="command", required=True)
     run = commands.add_parser("run", help="run statements and print the per-layer results")
     _add_statement_arguments(run)
     run.add_argument("--into", help="write features, models and report to this directory")
     run.add_argument("--no-progress", action="store_true", help="no progress display")
+    run.add_argument(
+        "--json",
+        action="store_true",
+        help="print the results as a JSON array, one object per statement",
+    )
     explain = commands.add_parser("explain", help="print the plan of a statement")
     _add_statement_arguments(explain)
     demo = commands.add_parser("demo", help="make a small Foods-like dataset and run a transfer")
@@ -119,16 +167,25 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "explain":
             import vista_sql
 
-            print(vista_sql.explain(_statement_text(args), tables=_tables(args.table)))
+            text = vista_sql.explain(
+                _statement_text(args),
+                tables=_tables(args.table),
+                master=args.master,
+                conf=_conf(args.conf),
+            )
+            print(text)
             return 0
         if args.command == "run":
             return _run(args)
         if args.command == "cache":
             return _cache(args)
         return _demo(args)
-    except (VistaError, ParseError) as error:
+    except VistaError as error:
         print(f"vista-sql: error: {error}", file=sys.stderr)
-        return 2
+        return error.exit_code
+    except ParseError as error:
+        print(f"vista-sql: error: {error}", file=sys.stderr)
+        return VistaError.exit_code
     except KeyboardInterrupt:
         print("vista-sql: interrupted", file=sys.stderr)
         return 130
@@ -143,11 +200,41 @@ def _run(args: argparse.Namespace) -> int:
         master=args.master,
         into=args.into,
         progress=not args.no_progress,
+        conf=_conf(args.conf),
     )
+    if args.json:
+        document = [_finite(_json_result(r)) for r in results]
+        print(json.dumps(document, indent=2, default=str, allow_nan=False))
+        return 0
     for result in results:
         print(result if isinstance(result, str) else result.table())
         print()
     return 0
+
+
+def _json_result(result: Any) -> dict[str, Any]:
+    """One statement's output for ``run --json``: a TRANSFER statement's report (as INTO's
+    report.json, plus the Spark settings and INTO), or an EXPLAIN / DESCRIBE / SHOW text."""
+    if isinstance(result, str):
+        return {"kind": "text", "text": str(result)}
+    return {
+        "kind": "transfer",
+        **result.report(),
+        "spark_conf": result.spark_conf,
+        "into": result.into,
+    }
+
+
+def _finite(value: Any) -> Any:
+    """``value`` with NaN and infinities as null (a metric Spark could not compute, like the AUC
+    of a one-class validation split): strict JSON has no NaN."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {key: _finite(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(item) for item in value]
+    return value
 
 
 def _dataset(args: argparse.Namespace) -> int:
@@ -213,6 +300,7 @@ def _demo(args: argparse.Namespace) -> int:
     print(f"\n{sql};\n")
     started = time.perf_counter()
     result = vista_sql.execute(sql, progress=not args.no_progress)
+    assert isinstance(result, vista_sql.TransferResult), "the demo statement is a TRANSFER"
     print(result.table())
     print(f"\nbest layer: {result.best['layer']}   ({time.perf_counter() - started:.1f} s)\n")
     print(result.explain())

@@ -25,7 +25,13 @@ class Origin:
 
 
 class VistaError(Exception):
-    """Base of every error vista_sql raises for something the user can fix."""
+    """Base of every error vista_sql raises for something the user can fix.
+
+    ``exit_code`` is the command line's exit status for the error's kind (README, Command line):
+    2 for a statement that cannot run as written, 3 for bad data, 4 when no plan fits.
+    """
+
+    exit_code = 2
 
     def __init__(self, message: str, errors: list[dict[str, Any]] | None = None) -> None:
         super().__init__(message)
@@ -94,6 +100,8 @@ class SemanticError(VistaError):
 class ResourceError(VistaError):
     """No plan fits in the memory given; the message says how much would be needed."""
 
+    exit_code = 4
+
     def __init__(
         self,
         message: str,
@@ -107,6 +115,8 @@ class ResourceError(VistaError):
 
 class DataError(VistaError):
     """The data cannot be used as asked: unreadable images, duplicate or mismatched keys, ..."""
+
+    exit_code = 3
 
     def __init__(
         self,

@@ -28,6 +28,26 @@ SPARK = "Spark fact"
 MEASURED = "measured"
 ASSUMED = "assumption"
 
+# Numbers the memory model uses as they are, not calibrated (module constants, not in
+# ``CostConstants``): where each comes from is in its docstring.
+
+PARQUET_BATCH_ROWS = 4096
+"""spark.sql.parquet.columnarReaderBatchSize default: rows a Parquet scan decodes at once."""
+STORE_ROW_GROUP_BYTES = 16 * MiB
+"""Row group size of the feature store's Parquet files (physical/store/spark_io.py writes them
+so): the vectorized reader decodes at most one row group's rows at once, so wide tensors (a conv
+layer's resume tensor is ~100 KB a row) do not make a 4096-row batch of hundreds of MB."""
+PARQUET_MIN_GROUP_ROWS = 100
+"""parquet-mr first checks a row group's size after this many rows (minRowCountForPageSizeCheck),
+so a group holds at least that many."""
+PARTITION_SKEW = 1.5
+"""Assumption: the largest of a plan's hash partitions against their mean, for the batches a task
+can form: hashing a few hundred keys into a handful of partitions leaves some up to half above
+the mean."""
+MIN_HEAP_OVER_RESERVED = 1.5
+"""Spark fact: UnifiedMemoryManager.getMaxMemory refuses a heap below 1.5 x the reserved
+memory ("System memory ... must be at least ...")."""
+
 
 def _c(default: float, unit: str, kind: str, source: str) -> Any:
     return field(default=default, metadata={"unit": unit, "kind": kind, "source": source})

@@ -44,7 +44,14 @@ from dataclasses import dataclass
 from typing import Literal
 
 from vista_sql.cost_model.config import Choice
-from vista_sql.cost_model.constants import CostConstants
+from vista_sql.cost_model.constants import (
+    MIN_HEAP_OVER_RESERVED,
+    PARQUET_BATCH_ROWS,
+    PARQUET_MIN_GROUP_ROWS,
+    PARTITION_SKEW,
+    STORE_ROW_GROUP_BYTES,
+    CostConstants,
+)
 from vista_sql.cost_model.estimate import (
     ABSENT,
     ZERO,
@@ -66,16 +73,6 @@ from vista_sql.logical.plan import (
     Train,
 )
 from vista_sql.units import DOUBLE_BYTES, MiB, format_bytes
-
-PARQUET_BATCH_ROWS = 4096
-"""spark.sql.parquet.columnarReaderBatchSize default: rows a Parquet scan decodes at once."""
-STORE_ROW_GROUP_BYTES = 16 * MiB
-"""Row group size of the feature store's Parquet files (physical/store/spark_io.py writes them
-so): the vectorized reader decodes at most one row group's rows at once, so wide tensors (a conv
-layer's resume tensor is ~100 KB a row) do not make a 4096-row batch of hundreds of MB."""
-PARQUET_MIN_GROUP_ROWS = 100
-"""parquet-mr first checks a row group's size after this many rows (minRowCountForPageSizeCheck),
-so a group holds at least that many."""
 
 FitStatus = Literal["fits", "unknown", "does_not_fit"]
 
@@ -188,11 +185,6 @@ def max_heap(available: float, consts: CostConstants) -> float:
     return max(0.0, min(available - consts.jvm_overhead_min_bytes, switch))
 
 
-PARTITION_SKEW = 1.5
-"""The largest of a plan's hash partitions against their mean, for the batches a task can form:
-hashing a few hundred keys into a handful of partitions leaves some up to half above the mean."""
-
-
 def task_rows(rows: Estimate, choice: Choice) -> float | None:
     """The most rows one inference task sees (its partition), None when the rows are unknown."""
     if not rows.known:
@@ -249,11 +241,7 @@ def gpu_fits(facts: PlanFacts, choice: Choice, resources: Resources, consts: Cos
     GPU, and when unknown: only what is known to overflow is refused)."""
     if resources.gpu_memory_bytes is None:
         return True
-    need = largest(
-        gpu_bytes(f.infer, choice, consts)
-        for f in facts.nodes
-        if f.infer is not None and f.passes > 0
-    )
+    need = _gpu_worker_bytes(facts, choice, consts)
     return need.lower_bound * choice.executor_cores <= resources.gpu_memory_bytes
 
 
@@ -324,30 +312,108 @@ class Needs:
 
 
 def needs(facts: PlanFacts, choice: Choice, resources: Resources, consts: CostConstants) -> Needs:
-    """Every region's need for this plan and choice (see the module docstring)."""
-    local = resources.nodes == 1
+    """Every region's need for this plan and choice (see the module docstring), region by region;
+    ``task_memory`` collects each operator's memory per task on the way."""
+    task_memory: dict[int, Estimate] = {}
+    python = _python_needs(facts, choice, resources, consts, task_memory)
+    user = _user_needs(facts, choice, resources, consts, task_memory)
+    unified = _unified_needs(facts, choice, resources, consts, user.relation, task_memory)
+    for f in facts.nodes:
+        task_memory.setdefault(f.number, _small_task_memory(f, choice))
+    hard, want = _heap_needs(choice, consts, user.need, unified)
+    return Needs(
+        task_memory=task_memory,
+        per_worker=python.per_worker,
+        chained=python.chained,
+        workers=python.workers,
+        daemon=python.daemon,
+        arrow=python.arrow,
+        driver_python=python.driver_python,
+        builders=user.builders,
+        aggregators=user.aggregators,
+        table=user.table,
+        pinned=unified.pinned,
+        driver_user=user.driver,
+        user_need=user.need,
+        user_detail=user.detail,
+        cache_peak=unified.cache_peak,
+        shuffle_task=unified.shuffle_task,
+        hard=hard,
+        want=want,
+        has_python=python.has_python,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class _PythonNeeds:
+    per_worker: Estimate
+    chained: int
+    workers: Estimate
+    daemon: Estimate
+    arrow: Estimate
+    driver_python: Estimate
+    has_python: bool
+
+
+def _python_needs(
+    facts: PlanFacts,
+    choice: Choice,
+    resources: Resources,
+    consts: CostConstants,
+    task_memory: dict[int, Estimate],
+) -> _PythonNeeds:
+    """Python workers: one per inference operator of a task's pipeline (``facts.pipelines``), per
+    task slot (a reused worker keeps only its latest model); the daemon that forks them; the
+    Arrow batches between them and the JVM; and, in local mode, the driver's interpreter."""
     slots = choice.executor_cores
     gpu = resources.gpu_memory_bytes is not None
     infers = [(f, f.infer) for f in facts.nodes if f.infer is not None and f.passes > 0]
-    task_memory: dict[int, Estimate] = {}
-
-    # Python workers: one per inference operator of a task's pipeline (``facts.pipelines``),
-    # per task slot; a reused worker keeps only its latest model.
     for f, infer in infers:
         task_memory[f.number] = worker_bytes(infer, choice, consts, gpu, task_rows(f.rows, choice))
     chains = facts.pipelines
     per_worker = largest(total([task_memory[f.number] for f in chain]) for chain in chains)
-    chained = max((len(chain) for chain in chains), default=0)
-    workers = per_worker * slots if infers else ZERO
-    daemon = Estimate.inexact(consts.python_daemon_bytes) if infers else ZERO
     arrow = largest(
         total([f.infer.input_bytes + f.infer.output_bytes for f in chain if f.infer is not None])
         * (choice.arrow_rows * slots)
         for chain in chains
     )
-    driver_python = Estimate.inexact(consts.driver_python_bytes) if local else ZERO
+    return _PythonNeeds(
+        per_worker=per_worker,
+        chained=max((len(chain) for chain in chains), default=0),
+        workers=per_worker * slots if infers else ZERO,
+        daemon=Estimate.inexact(consts.python_daemon_bytes) if infers else ZERO,
+        arrow=arrow,
+        driver_python=Estimate.inexact(consts.driver_python_bytes)
+        if resources.nodes == 1
+        else ZERO,
+        has_python=bool(infers),
+    )
 
-    # User memory: heap objects Spark does not track, per task and (local mode) on the driver.
+
+@dataclass(frozen=True, slots=True)
+class _UserNeeds:
+    builders: Estimate
+    aggregators: Estimate
+    table: Estimate
+    """Bytes of the structured table a broadcast collects (zero without a broadcast)."""
+    relation: Estimate
+    """The broadcast hash relation built from ``table``."""
+    driver: Estimate
+    need: Estimate
+    detail: str
+
+
+def _user_needs(
+    facts: PlanFacts,
+    choice: Choice,
+    resources: Resources,
+    consts: CostConstants,
+    task_memory: dict[int, Estimate],
+) -> _UserNeeds:
+    """User memory: heap objects Spark does not track, per task (columnar batches under
+    construction, MLlib's aggregators) and, in local mode, on the driver (broadcast rows,
+    L-BFGS history)."""
+    slots = choice.executor_cores
     for p in facts.kind(Persist):
         task_memory[p.number] = p.row_bytes * (2 * choice.cache_rows)
     # Columnar batches under construction: of every Persist and of the executor's branch tables.
@@ -361,27 +427,59 @@ def needs(facts: PlanFacts, choice: Choice, resources: Resources, consts: CostCo
     joins = facts.kind(Join)
     broadcast = choice.join == "broadcast" and bool(joins)
     table = largest(_right_side(facts, j).bytes for j in joins) if broadcast else ZERO
-    relation = table * consts.hash_relation_factor
     lbfgs = largest(_lbfgs_bytes(t, consts) for t in trains)
     driver_user = table * (consts.broadcast_driver_copies - 1) + lbfgs
     executor_user = (builders + aggregators) * slots
-    if local:
-        user_need = executor_user + driver_user
-        user_detail = (
-            f"per task x {slots}: cache batch builder {builders.format('bytes')}, MLlib"
-            f" aggregator {aggregators.format('bytes')}; driver: broadcast rows"
+    per_task = (
+        f"per task x {slots}: cache batch builder {builders.format('bytes')}, MLlib"
+        f" aggregator {aggregators.format('bytes')}; "
+    )
+    if resources.nodes == 1:
+        need = executor_user + driver_user
+        detail = (
+            f"{per_task}driver: broadcast rows"
             f" {(table * (consts.broadcast_driver_copies - 1)).format('bytes')},"
             f" L-BFGS {lbfgs.format('bytes')}"
         )
     else:
-        user_need = executor_user + table * (consts.broadcast_executor_copies - 1)
-        user_detail = (
-            f"per task x {slots}: cache batch builder {builders.format('bytes')}, MLlib"
-            f" aggregator {aggregators.format('bytes')}; broadcast pieces"
-        )
+        need = executor_user + table * (consts.broadcast_executor_copies - 1)
+        detail = f"{per_task}broadcast pieces"
+    return _UserNeeds(
+        builders=builders,
+        aggregators=aggregators,
+        table=table,
+        relation=table * consts.hash_relation_factor,
+        driver=driver_user,
+        need=need,
+        detail=detail,
+    )
 
-    # Unified memory: pinned broadcast relations; cached blocks and shuffle buffers spill.
-    pinned = relation
+
+@dataclass(frozen=True, slots=True)
+class _UnifiedNeeds:
+    relation: Estimate
+    """Pinned broadcast relations alone."""
+    hash_maps: Estimate
+    """Pinned hash maps of shuffled hash joins, all slots."""
+    pinned: Estimate
+    cache_peak: Estimate
+    shuffle_task: Estimate
+    """Bytes of one task's hash map in a shuffled hash join."""
+
+
+def _unified_needs(
+    facts: PlanFacts,
+    choice: Choice,
+    resources: Resources,
+    consts: CostConstants,
+    relation: Estimate,
+    task_memory: dict[int, Estimate],
+) -> _UnifiedNeeds:
+    """Unified memory: pinned broadcast relations and hash maps; cached blocks and shuffle
+    buffers, which spill."""
+    slots = choice.executor_cores
+    joins = facts.kind(Join)
+    broadcast = choice.join == "broadcast" and bool(joins)
     cache_peak = _cache_peak(facts, choice, consts, resources.nodes)
     # A shuffled hash join (physical/ hints shuffle_hash) builds a hash map of its partition of
     # the structured side in execution memory; it cannot spill, so it is pinned too.
@@ -391,47 +489,35 @@ def needs(facts: PlanFacts, choice: Choice, resources: Resources, consts: CostCo
         )
     shuffle_task = largest(_hash_task_bytes(facts, j, choice, consts) for j in joins)
     hash_maps = shuffle_task * slots if joins and not broadcast else ZERO
-    for f in facts.nodes:
-        task_memory.setdefault(f.number, _small_task_memory(f, choice))
+    return _UnifiedNeeds(
+        relation=relation,
+        hash_maps=hash_maps,
+        pinned=relation + hash_maps,
+        cache_peak=cache_peak,
+        shuffle_task=shuffle_task,
+    )
 
-    # The heap: what must fit (hard), what the plan would like (want), what is left (cap).
+
+def _heap_needs(
+    choice: Choice, consts: CostConstants, user_need: Estimate, unified: _UnifiedNeeds
+) -> tuple[float, float]:
+    """The heap: what must fit (hard), what the plan would like (want)."""
     fraction = choice.memory_fraction
     reserved = consts.spark_reserved_bytes
     headroom = consts.heap_headroom
     # A broadcast relation must fit comfortably: in a fraction of unified memory, as Spark's
     # size threshold intends, so that caching and execution still have room beside it.
-    comfortable = pinned.lower_bound / (fraction * consts.broadcast_fraction_of_storage)
-    pinned = pinned + hash_maps
-    comfortable += hash_maps.lower_bound / fraction
+    comfortable = unified.relation.lower_bound / (fraction * consts.broadcast_fraction_of_storage)
+    comfortable += unified.hash_maps.lower_bound / fraction
     hard = reserved + headroom * max(user_need.lower_bound / (1 - fraction), comfortable)
-    hard = max(hard, 1.5 * reserved)
-    wanted_unified = known_sum([pinned, cache_peak])
+    hard = max(hard, MIN_HEAP_OVER_RESERVED * reserved)
+    wanted_unified = known_sum([unified.pinned, unified.cache_peak])
     want = max(
         consts.default_heap_bytes,
         reserved
         + headroom * max(user_need.lower_bound / (1 - fraction), wanted_unified / fraction),
     )
-    return Needs(
-        task_memory=task_memory,
-        per_worker=per_worker,
-        chained=chained,
-        workers=workers,
-        daemon=daemon,
-        arrow=arrow,
-        driver_python=driver_python,
-        builders=builders,
-        aggregators=aggregators,
-        table=table,
-        pinned=pinned,
-        driver_user=driver_user,
-        user_need=user_need,
-        user_detail=user_detail,
-        cache_peak=cache_peak,
-        shuffle_task=shuffle_task,
-        hard=hard,
-        want=want,
-        has_python=bool(infers),
-    )
+    return hard, want
 
 
 def _per_task(need: Needs) -> str:
@@ -469,133 +555,32 @@ def memory_model(
 ) -> MemoryModel:
     """The regions of the busiest node's memory for this plan and choice, and the fit."""
     need = needs(facts, choice, resources, consts)
-    local = resources.nodes == 1
-    slots = choice.executor_cores
-    gpu = resources.gpu_memory_bytes is not None
-    task_memory = need.task_memory
-    workers, daemon, arrow = need.workers, need.daemon, need.arrow
-    driver_python = need.driver_python
-    pinned, user_need, user_detail = need.pinned, need.user_need, need.user_detail
-    cache_peak, hard, want = need.cache_peak, need.hard, need.want
-    driver_user, table = need.driver_user, need.table
-    fraction = choice.memory_fraction
-    reserved = consts.spark_reserved_bytes
-    infers = need.has_python
     memory = float(resources.memory_bytes)
     reserve = os_reserve(memory, consts)
-    outside = [driver_python, daemon, workers, arrow]
-    cap = max_heap(memory - reserve - known_sum(outside), consts)
-    heap = max(math.floor(min(want, cap) / MiB), math.ceil(hard / MiB)) * MiB
-    overhead = jvm_overhead(heap, consts)
-    node_parts = [*outside, Estimate.inexact(heap + overhead)]
+    cap = max_heap(memory - reserve - known_sum(need.outside), consts)
+    heap = max(math.floor(min(need.want, cap) / MiB), math.ceil(need.hard / MiB)) * MiB
+    node_parts = [*need.outside, Estimate.inexact(heap + jvm_overhead(heap, consts))]
     node_need = total(node_parts)
     node_lower = known_sum(node_parts) + reserve
+    unified_limit = (heap - consts.spark_reserved_bytes) * choice.memory_fraction
+    storage_capacity = max(0.0, unified_limit - need.pinned.lower_bound)
+    spill = _spill(need.cache_peak, storage_capacity)
 
-    unified_limit = (heap - reserved) * fraction
-    user_limit = (heap - reserved) * (1 - fraction)
-    storage_capacity = max(0.0, unified_limit - pinned.lower_bound)
-    spill = _spill(cache_peak, storage_capacity)
-
-    regions = [
-        Region(
-            "os_reserve",
-            Estimate.inexact(reserve),
-            None,
-            "node",
-            f"{consts.os_reserve_fraction:.0%} of memory, at least"
-            f" {format_bytes(consts.os_reserve_min_bytes)}",
-        ),
-        Region("driver_python", driver_python, None, "node", "vista_sql and the py4j client"),
-        Region(
-            "jvm_heap",
-            Estimate.inexact(heap),
-            None,
-            "node",
-            f"needs {format_bytes(hard)}, wants {format_bytes(want)}, at most {format_bytes(cap)}",
-        ),
-        Region("spark_reserved", Estimate.exact(reserved), None, "jvm_heap", "Spark's own objects"),
-        Region("user_memory", user_need, user_limit, "jvm_heap", user_detail),
-        Region(
-            "unified_memory",
-            pinned + _held(cache_peak, storage_capacity),
-            unified_limit,
-            "jvm_heap",
-            f"{'broadcast relation' if table.lower_bound else 'join hash maps'}"
-            f" {pinned.format('bytes')} (pinned); cached {cache_peak.format('bytes')}"
-            f" ({_percent(spill)} spills to disk)",
-        ),
-        Region(
-            "jvm_overhead",
-            Estimate.inexact(overhead),
-            None,
-            "node",
-            "metaspace, code cache, threads, GC, netty: max(384 MiB, 10% of heap)",
-        ),
-        Region(
-            "arrow_buffers",
-            arrow,
-            None,
-            "node",
-            f"off-heap Arrow batches of {choice.arrow_rows} rows in and out, per task x {slots}",
-        ),
-        Region("python_daemon", daemon, None, "node", "pyspark.daemon, which forks the workers"),
-        Region(
-            "python_workers",
-            workers,
-            None,
-            "node",
-            f"{slots} x {_per_task(need)}: TF runtime, partial model, batch"
-            f" {choice.batch_size}, Arrow batches"
-            if infers
-            else "no Python stage",
-        ),
-        Region("node", node_need + reserve, memory, None, resources.describe()),
-    ]
-    if node_lower > memory:
-        workers_dominate = workers.lower_bound >= heap
-        fit = Fit(
-            "does_not_fit",
-            "python_workers" if workers_dominate else "jvm_heap",
-            node_lower,
-            memory,
-            f"{slots} x {_per_task(need)}"
-            if workers_dominate
-            else f"heap needs {format_bytes(hard)}",
-        )
-    elif user_need.lower_bound > user_limit:
-        fit = Fit("does_not_fit", "user_memory", user_need.lower_bound, user_limit)
-    elif pinned.lower_bound > unified_limit:
-        fit = Fit("does_not_fit", "unified_memory", pinned.lower_bound, unified_limit)
-    elif not node_need.known or not user_need.known or not pinned.known:
-        fit = Fit("unknown", detail="a statistic the memory model needs is not measured")
-    else:
-        fit = Fit("fits")
-
+    regions = _node_regions(
+        need, choice, resources, consts, heap, cap, reserve, node_need, storage_capacity, spill
+    )
+    fit = _node_fit(need, choice, consts, heap, memory, node_need, node_lower)
     driver_heap = heap
-    if not local:
+    if resources.nodes > 1:
         driver_heap, driver_region, driver_fit = _driver(
-            driver_user, memory, reserve, consts, fraction
+            need.driver_user, memory, reserve, consts, choice.memory_fraction
         )
         regions.append(driver_region)
         if driver_fit is not None and fit.status != "does_not_fit":
             fit = driver_fit
-    if gpu and infers:
-        per_gpu = largest(
-            gpu_bytes(f.infer, choice, consts)
-            for f in facts.nodes
-            if f.infer is not None and f.passes > 0
-        )
-        gpu_need = per_gpu * slots
-        limit = float(resources.gpu_memory_bytes or 0)
-        regions.append(
-            Region(
-                "gpu", gpu_need, limit, None, f"{slots} x {per_gpu.format('bytes')}: model, batch"
-            )
-        )
-        if gpu_need.lower_bound > limit and fit.status != "does_not_fit":
-            fit = Fit("does_not_fit", "gpu", gpu_need.lower_bound, limit, f"{slots} TF processes")
-        elif not gpu_need.known and fit.status == "fits":
-            fit = Fit("unknown", "gpu", None, limit, "GPU memory needs statistics not measured")
+    if resources.gpu_memory_bytes is not None and need.has_python:
+        gpu_region, fit = _gpu(facts, choice, resources, consts, fit)
+        regions.append(gpu_region)
     return MemoryModel(
         regions=tuple(regions),
         fit=fit,
@@ -604,12 +589,156 @@ def memory_model(
         peak=node_need.inexact_() if node_need.known else ABSENT,
         peak_known=node_lower - reserve,
         storage_capacity=storage_capacity,
-        cache_peak=cache_peak,
+        cache_peak=need.cache_peak,
         spill_fraction=spill,
         spills=spill.lower_bound > 0 or not spill.known,
-        task_memory=tuple(sorted(task_memory.items())),
-        broadcast_bytes=table,
+        task_memory=tuple(sorted(need.task_memory.items())),
+        broadcast_bytes=need.table,
     )
+
+
+def _node_regions(
+    need: Needs,
+    choice: Choice,
+    resources: Resources,
+    consts: CostConstants,
+    heap: float,
+    cap: float,
+    reserve: float,
+    node_need: Estimate,
+    storage_capacity: float,
+    spill: Estimate,
+) -> list[Region]:
+    """The node's regions, as EXPLAIN prints them (see the module docstring)."""
+    slots = choice.executor_cores
+    reserved = consts.spark_reserved_bytes
+    fraction = choice.memory_fraction
+    return [
+        Region(
+            "os_reserve",
+            Estimate.inexact(reserve),
+            None,
+            "node",
+            f"{consts.os_reserve_fraction:.0%} of memory, at least"
+            f" {format_bytes(consts.os_reserve_min_bytes)}",
+        ),
+        Region("driver_python", need.driver_python, None, "node", "vista_sql and the py4j client"),
+        Region(
+            "jvm_heap",
+            Estimate.inexact(heap),
+            None,
+            "node",
+            f"needs {format_bytes(need.hard)}, wants {format_bytes(need.want)},"
+            f" at most {format_bytes(cap)}",
+        ),
+        Region("spark_reserved", Estimate.exact(reserved), None, "jvm_heap", "Spark's own objects"),
+        Region(
+            "user_memory",
+            need.user_need,
+            (heap - reserved) * (1 - fraction),
+            "jvm_heap",
+            need.user_detail,
+        ),
+        Region(
+            "unified_memory",
+            need.pinned + _held(need.cache_peak, storage_capacity),
+            (heap - reserved) * fraction,
+            "jvm_heap",
+            f"{'broadcast relation' if need.table.lower_bound else 'join hash maps'}"
+            f" {need.pinned.format('bytes')} (pinned); cached {need.cache_peak.format('bytes')}"
+            f" ({_percent(spill)} spills to disk)",
+        ),
+        Region(
+            "jvm_overhead",
+            Estimate.inexact(jvm_overhead(heap, consts)),
+            None,
+            "node",
+            "metaspace, code cache, threads, GC, netty: max(384 MiB, 10% of heap)",
+        ),
+        Region(
+            "arrow_buffers",
+            need.arrow,
+            None,
+            "node",
+            f"off-heap Arrow batches of {choice.arrow_rows} rows in and out, per task x {slots}",
+        ),
+        Region(
+            "python_daemon", need.daemon, None, "node", "pyspark.daemon, which forks the workers"
+        ),
+        Region(
+            "python_workers",
+            need.workers,
+            None,
+            "node",
+            f"{slots} x {_per_task(need)}: TF runtime, partial model, batch"
+            f" {choice.batch_size}, Arrow batches"
+            if need.has_python
+            else "no Python stage",
+        ),
+        Region(
+            "node", node_need + reserve, float(resources.memory_bytes), None, resources.describe()
+        ),
+    ]
+
+
+def _node_fit(
+    need: Needs,
+    choice: Choice,
+    consts: CostConstants,
+    heap: float,
+    memory: float,
+    node_need: Estimate,
+    node_lower: float,
+) -> Fit:
+    """Whether the node's regions stay within their limits: the node, then user memory, then
+    pinned unified memory; unknown when a statistic is missing."""
+    user_limit = (heap - consts.spark_reserved_bytes) * (1 - choice.memory_fraction)
+    unified_limit = (heap - consts.spark_reserved_bytes) * choice.memory_fraction
+    if node_lower > memory:
+        workers_dominate = need.workers.lower_bound >= heap
+        return Fit(
+            "does_not_fit",
+            "python_workers" if workers_dominate else "jvm_heap",
+            node_lower,
+            memory,
+            f"{choice.executor_cores} x {_per_task(need)}"
+            if workers_dominate
+            else f"heap needs {format_bytes(need.hard)}",
+        )
+    if need.user_need.lower_bound > user_limit:
+        return Fit("does_not_fit", "user_memory", need.user_need.lower_bound, user_limit)
+    if need.pinned.lower_bound > unified_limit:
+        return Fit("does_not_fit", "unified_memory", need.pinned.lower_bound, unified_limit)
+    if not node_need.known or not need.user_need.known or not need.pinned.known:
+        return Fit("unknown", detail="a statistic the memory model needs is not measured")
+    return Fit("fits")
+
+
+def _gpu_worker_bytes(facts: PlanFacts, choice: Choice, consts: CostConstants) -> Estimate:
+    """GPU memory of the largest worker: its model and its activations at the batch size."""
+    return largest(
+        gpu_bytes(f.infer, choice, consts)
+        for f in facts.nodes
+        if f.infer is not None and f.passes > 0
+    )
+
+
+def _gpu(
+    facts: PlanFacts, choice: Choice, resources: Resources, consts: CostConstants, fit: Fit
+) -> tuple[Region, Fit]:
+    """The GPU region (every task slot's worker on one GPU) and the fit with it."""
+    slots = choice.executor_cores
+    per_gpu = _gpu_worker_bytes(facts, choice, consts)
+    gpu_need = per_gpu * slots
+    limit = float(resources.gpu_memory_bytes or 0)
+    region = Region(
+        "gpu", gpu_need, limit, None, f"{slots} x {per_gpu.format('bytes')}: model, batch"
+    )
+    if gpu_need.lower_bound > limit and fit.status != "does_not_fit":
+        fit = Fit("does_not_fit", "gpu", gpu_need.lower_bound, limit, f"{slots} TF processes")
+    elif not gpu_need.known and fit.status == "fits":
+        fit = Fit("unknown", "gpu", None, limit, "GPU memory needs statistics not measured")
+    return region, fit
 
 
 def _driver(

@@ -31,5 +31,6 @@ OPTIONS: dict[str, ValueSpec] = {
     "overwrite": ValueSpec("bool"),
     "cache": ValueSpec("bool"),
     "cache_dir": ValueSpec("string"),
+    "mlflow": ValueSpec("bool"),
 }
 """WITH option name -> the values it takes."""

@@ -43,6 +43,8 @@ class Options:
     overwrite: bool = False
     cache: bool = True
     cache_dir: str | None = None
+    mlflow: bool = False
+    """Log the run to MLflow (``vista_sql.tracking``): the ``mlflow`` extra."""
     origins: dict[str, Origin] = field(default_factory=dict, compare=False, hash=False)
     """Where each given option is in the text, to point errors (e.g. an override that cannot
     fit)."""

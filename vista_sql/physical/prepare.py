@@ -16,8 +16,6 @@ name is not an id of the structured key's type follow ``on_bad_image``: 'fail' n
 
 from __future__ import annotations
 
-import functools
-import operator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -120,7 +118,9 @@ def prepare_table(table: DataFrame, query: TransferQuery) -> PreparedTable:
     if dict(table.dtypes)[label] in ("float", "double"):
         no_label = no_label | F.isnan(F.col(label))
     gaps = [F.col(c).isNull() | F.isnan(F.col(c).cast("double")) for c in features]
-    bad = functools.reduce(operator.or_, gaps, F.lit(False))
+    # One flat expression, not a chain of ORs: a chain over a wide table nests one level per
+    # column, deeper than Spark Connect's protobuf decoder accepts (~100 levels).
+    bad = F.array_contains(F.array(F.lit(False), *gaps), True)
     # One job profiles the whole table; the ids behind a problem are fetched only when there is
     # one (Spark jobs cost a fixed ~0.1-0.3 s each, which dominates small inputs).
     profile = table.select(

@@ -1,7 +1,10 @@
 """A live progress display: layers done, the current stage, and Spark tasks of the running stage.
 
-Shown only when asked for and standard error is a terminal; otherwise every call is a no-op, so
-scripts, tests and pipes stay quiet.
+Shown only when asked for and standard error is a terminal or the code runs in a Jupyter kernel
+(where rich draws the bars in an output widget: the ``notebook`` extra's ipywidgets); otherwise
+every call is a no-op, so scripts, tests and pipes stay quiet. Spark tasks are counted from the
+classic session's status tracker; a Spark Connect session has none, so there only layers and
+stages show.
 """
 
 from __future__ import annotations
@@ -13,14 +16,33 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from pyspark import SparkContext
+    from pyspark.sql import SparkSession
+
+
+def in_jupyter() -> bool:
+    """Whether this process is a Jupyter kernel (rich's own test: an IPython ZMQ shell)."""
+    shell = sys.modules.get("IPython")
+    if shell is None:
+        return False
+    ipython = shell.get_ipython()
+    return ipython is not None and type(ipython).__name__ == "ZMQInteractiveShell"
+
+
+def _context(session: SparkSession | None) -> SparkContext | None:
+    from vista_sql.physical.session import is_connect
+
+    if session is None or is_connect(session):
+        return None
+    return session.sparkContext
 
 
 class Progress:
-    """``with Progress(sc, layers, enabled) as p: p.stage("..."); p.layer_done()``."""
+    """``with Progress(session, layers, enabled) as p: p.stage("..."); p.layer_done()``."""
 
-    def __init__(self, context: SparkContext | None, layers: int, enabled: bool) -> None:
-        self.enabled = enabled and sys.stderr.isatty()
-        self._context = context
+    def __init__(self, session: SparkSession | None, layers: int, enabled: bool) -> None:
+        self.jupyter = in_jupyter()
+        self.enabled = enabled and (self.jupyter or sys.stderr.isatty())
+        self._context = _context(session) if self.enabled else None
         self._layers = layers
         self._bar: Any = None
         self._layer_task: Any = None
@@ -40,7 +62,7 @@ class Progress:
             BarColumn(),
             MofNCompleteColumn(),
             TimeElapsedColumn(),
-            console=Console(stderr=True),
+            console=Console() if self.jupyter else Console(stderr=True),
             transient=True,
         )
         self._bar.start()

@@ -11,6 +11,7 @@ report.json), never one vista_sql did not write, and follows no symbolic link.
 
 from __future__ import annotations
 
+import html
 import json
 import os
 import shutil
@@ -28,6 +29,7 @@ from vista_sql.physical.monitor import MemorySample
 
 if TYPE_CHECKING:
     import pandas as pd
+    from matplotlib.figure import Figure
 
     from vista_sql.cost_model.optimizer import Decision
 
@@ -51,6 +53,12 @@ class TransferResult:
     advice: list[str] = field(default_factory=list)
     """Settings the optimizer chose that the user's own session does not have."""
     plan: str = ""
+    spark_conf: dict[str, str] = field(default_factory=dict)
+    """The Spark settings the plan was chosen with (the optimizer's, then the user's own)."""
+    plan_choice: dict[str, Any] = field(default_factory=dict)
+    """The chosen plan: its logical ``alternative`` and physical choices (join, persist, ...)."""
+    mlflow_run_id: str | None = None
+    """The MLflow run the statement was logged to (``vista_sql.tracking``), if it was."""
     into: str | None = None
     store: dict[str, Any] = field(default_factory=dict)
     """What the feature store did: ``read`` (entries the plan read), ``written`` (entries this
@@ -146,6 +154,49 @@ class TransferResult:
             "peak_memory_bytes": None if self.peak_memory is None else self.peak_memory.total,
             "spark_advice": self.advice,
         }
+
+    def plot(self) -> Figure:
+        """The validation metrics by layer, bottom layer on the left, as a matplotlib Figure.
+
+        Built as a ``matplotlib.figure.Figure``, not with pyplot: the user's backend and pyplot's
+        current figure stay as they were; a notebook shows it inline (``physical.figure``).
+        """
+        from vista_sql.physical.figure import NotebookFigure
+
+        frame = self.to_pandas().iloc[::-1]
+        figure = NotebookFigure(figsize=(6, 3.5), layout="tight")
+        axes = figure.add_subplot()
+        for metric in METRICS:
+            if metric in frame and frame[metric].notna().any():
+                axes.plot(frame["layer"], frame[metric], marker="o", label=metric)
+        axes.set_xlabel(f"{self.query.cnn} layer")
+        axes.set_ylabel("validation metric")
+        axes.set_title(f"{self.query.model.name} on structured + CNN features")
+        axes.grid(alpha=0.3)
+        axes.legend()
+        return figure
+
+    def _repr_html_(self) -> str:
+        """The per-layer table and a one-line summary, for notebooks."""
+        frame = self.to_pandas()
+        shown = frame.drop(columns=[c for c in ("train_rows", "validation_rows") if c in frame])
+        table = shown.to_html(index=False, float_format=lambda x: f"{x:.4f}", na_rep="-")
+        layers = ", ".join(run.layer for run in self.runs)
+        summary = (
+            f"<b>TRANSFER FEATURES</b> {html.escape(self.query.cnn)} ({html.escape(layers)}),"
+            f" {html.escape(self.query.model.name)}: best layer"
+            f" <b>{html.escape(str(self.best['layer']))}</b>, {self.seconds:.1f} s"
+        )
+        notes = []
+        if self.unmatched.get("images") or self.unmatched.get("table"):
+            notes.append(
+                f"unmatched keys: {self.unmatched.get('images', 0)} images,"
+                f" {self.unmatched.get('table', 0)} table rows"
+            )
+        if self.skipped_images:
+            notes.append(f"{len(self.skipped_images)} images skipped")
+        extra = "".join(f"<br><i>{html.escape(note)}</i>" for note in notes)
+        return f'<div class="vista-sql-result"><p>{summary}{extra}</p>{table}</div>'
 
     def __repr__(self) -> str:
         return f"TransferResult({self.query.cnn}, layers={[r.layer for r in self.runs]})"
@@ -273,21 +324,4 @@ def write_report(staging: str, result: TransferResult) -> None:
 
 
 def plot_metrics(result: TransferResult, path: str) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    frame = result.to_pandas().iloc[::-1]  # bottom layer on the left
-    figure, axes = plt.subplots(figsize=(6, 3.5))
-    for metric in METRICS:
-        if metric in frame and frame[metric].notna().any():
-            axes.plot(frame["layer"], frame[metric], marker="o", label=metric)
-    axes.set_xlabel(f"{result.query.cnn} layer")
-    axes.set_ylabel("validation metric")
-    axes.set_title(f"{result.query.model.name} on structured + CNN features")
-    axes.grid(alpha=0.3)
-    axes.legend()
-    figure.tight_layout()
-    figure.savefig(path, dpi=120)
-    plt.close(figure)
+    result.plot().savefig(path, dpi=120)

@@ -11,7 +11,7 @@ import shutil
 import time
 import warnings
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
 from vista_sql.catalog import Catalog, CnnInfo
@@ -50,6 +50,7 @@ from vista_sql.physical.result import (
 from vista_sql.physical.session import (
     advice,
     cluster_conf,
+    connect_session,
     foreign_active_session,
     owned_session,
 )
@@ -143,9 +144,9 @@ def run_plan(
             on_layer(run, table)
 
     started = time.perf_counter()
-    context = prepared.images.sparkSession.sparkContext
+    session = prepared.images.sparkSession
     try:
-        with PeakMemory() as memory, Progress(context, len(query.layers), progress) as bar:
+        with PeakMemory() as memory, Progress(session, len(query.layers), progress) as bar:
             outcome = run_workload(
                 plan,
                 query,
@@ -255,16 +256,21 @@ def plan_inputs(
 
 
 def configured_session(
-    given: SparkSession | None, decision: Decision, master: str | None
-) -> tuple[SparkSession, list[str]]:
+    given: SparkSession | None,
+    decision: Decision,
+    master: str | None,
+    user_conf: Mapping[str, str] | None = None,
+) -> tuple[SparkSession, list[str], dict[str, str]]:
     """The session that runs the plan: the user's own (with advice on the settings the optimizer
-    chose that it lacks), or one built with those settings."""
+    chose that it lacks), or one built with those settings; and the settings themselves (the
+    optimizer's, then ``user_conf`` over them)."""
     conf = decision.chosen.config.as_spark_conf()
-    if master is not None and not master.startswith("local"):
+    if master is not None and not master.startswith(("local", "sc://")):
         conf = cluster_conf(conf, master)
+    conf = {**conf, **(user_conf or {})}
     if given is not None:
-        return given, advice(given, conf)
-    return owned_session(conf, master), []
+        return given, advice(given, conf), conf
+    return owned_session(conf, master), [], conf
 
 
 def store_writer(
@@ -292,15 +298,22 @@ def run_query(
     master: str | None = None,
     progress: bool = True,
     into: str | None = None,
+    conf: Mapping[str, str] | None = None,
     alternative: str | None = None,
 ) -> TransferResult:
     """Decide, configure the session, check the sources, run, and explain one statement.
+
+    ``master``: vista_sql's own session's master, or ``sc://...`` for a Spark Connect session.
+    ``conf``: the user's Spark settings, over the optimizer's (on a session vista_sql does not own
+    they are advice, like the optimizer's).
 
     ``alternative`` (internal: the calibration benchmark's) runs that logical alternative, with
     the physical choices the optimizer makes for it, instead of the fastest (see ``decide``).
     """
     into = into if into is not None else query.into
     given = spark if spark is not None else _session_of(tables) or foreign_active_session()
+    if given is None and master is not None and master.startswith("sc://"):
+        given = connect_session(master)
     planning = plan_inputs(given, query, catalog, tables)
 
     def decision_with(stored: tuple[StoredLayer, ...]) -> Decision:
@@ -315,7 +328,7 @@ def run_query(
         )
 
     decision = decision_with(planning.stored)
-    session, notes = configured_session(given, decision, master)
+    session, notes, spark_conf = configured_session(given, decision, master, conf)
     prepared = prepare(session, query, tables)
     image_key_type = prepared.images.schema[KEY].dataType.simpleString()
     if any(layer.key_type != image_key_type for layer in planning.stored):
@@ -344,5 +357,7 @@ def run_query(
     )
     result.store = store_report(chosen.plan, writer)
     result.advice = notes
+    result.spark_conf = dict(sorted(spark_conf.items()))
+    result.plan_choice = {"alternative": chosen.alternative, **asdict(chosen.choice)}
     result.explained_by(decision, outcome, sorted(query.layers, key=cnn.index))
     return result

@@ -19,7 +19,7 @@ import os
 import re
 import sys
 from collections.abc import Mapping
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -67,6 +67,9 @@ ignores that setting and reads ``local[N,F]`` instead): one retry after a lost P
 
 _owned: SparkSession | None = None
 _owned_conf: dict[str, str] = {}
+_connected: Any = None
+"""The Spark Connect session vista_sql opened for a ``sc://`` master (released at exit: its
+client's threads would otherwise keep the interpreter from exiting)."""
 
 
 def worker_environment() -> None:
@@ -127,6 +130,8 @@ def _set_runtime(session: SparkSession, key: str, value: str) -> None:
 
 
 def _alive(session: SparkSession) -> bool:
+    if is_connect(session):
+        return not bool(getattr(session, "is_stopped", False))
     context = session.sparkContext
     return getattr(context, "_jsc", None) is not None
 
@@ -153,22 +158,70 @@ def cluster_conf(conf: Mapping[str, str], master: str) -> dict[str, str]:
     return adapted
 
 
+def _setting(session: SparkSession, key: str) -> str | None:
+    try:
+        return session.conf.get(key, None)
+    except Exception:  # Connect refuses to read some static JVM settings: report them unset
+        log.debug("setting %s cannot be read from this session", key)
+        return None
+
+
+def is_connect(session: SparkSession) -> bool:
+    """Whether ``session`` is a Spark Connect client session (``pyspark.sql.connect``)."""
+    return type(session).__module__.startswith("pyspark.sql.connect")
+
+
+CONNECT_CLIENT = ("grpc", "grpc_status", "google.rpc", "zstandard")
+"""The modules pyspark's Spark Connect client needs (``pip install 'vista_sql[connect]'``)."""
+
+
+def connect_session(url: str) -> SparkSession:
+    """A Spark Connect session on the server at ``url`` (``sc://host:port``).
+
+    vista_sql does not configure a Connect server: its JVM and executors started with their own
+    settings, so the optimizer's choice is reported as advice, as for any user's session.
+    """
+    import importlib.util
+
+    from vista_sql.errors import VistaError
+
+    missing = [name for name in CONNECT_CLIENT if importlib.util.find_spec(name) is None]
+    if missing:
+        raise VistaError(
+            f"Spark Connect ({url}) needs the modules {', '.join(missing)}: "
+            "pip install 'vista_sql[connect]'"
+        )
+    from pyspark.sql import SparkSession
+
+    global _connected
+    worker_environment()
+    if _connected is None or _connected.is_stopped:
+        _connected = SparkSession.builder.remote(url).getOrCreate()
+    return _connected
+
+
 def stop_owned_session() -> None:
-    """Stop vista_sql's own session (tests and the command line call this at exit)."""
-    global _owned, _owned_conf
+    """Stop vista_sql's own session and release its Connect session (also at exit)."""
+    global _owned, _owned_conf, _connected
     if _owned is not None:
         _owned.stop()
-    _owned, _owned_conf = None, {}
+    if _connected is not None:
+        _connected.stop()
+    _owned, _owned_conf, _connected = None, {}, None
 
 
 atexit.register(stop_owned_session)
 
 
 def advice(session: SparkSession, conf: Mapping[str, str]) -> list[str]:
-    """The chosen settings the user's own session does not have, as lines of advice."""
+    """The chosen settings the user's own session does not have, as lines of advice.
+
+    Read through ``session.conf`` (the DataFrame API's view of the settings, which also shows
+    the context's), not ``sparkContext.getConf()``: a Spark Connect session has no context.
+    """
     lines = []
     for key, value in sorted(conf.items()):
-        current = session.sparkContext.getConf().get(key)
+        current = _setting(session, key)
         if current != value:
             lines.append(
                 f"{key}={value} (session has {current if current is not None else 'unset'})"

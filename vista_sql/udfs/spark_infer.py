@@ -17,8 +17,8 @@ were within noise of each other end to end (256 images, local[2], 1 thread per t
 
 Weights reach executors without a shared file system: random weights are regenerated from the
 seed (bit-identical everywhere, see :mod:`vista_sql.udfs.weights`); an ImageNet or user file is
-shipped with ``SparkContext.addFile`` and opened with ``SparkFiles.get`` (local mode and
-clusters alike).
+shipped with ``SparkContext.addFile`` (on Spark Connect: ``addArtifacts(..., file=True)``) and
+opened with ``SparkFiles.get`` (local mode and clusters alike).
 
 Spark cuts the input into Arrow batches of ``spark.sql.execution.arrow.maxRecordsPerBatch`` rows
 (10,000 by default) before this code sees them; with images of ~100 KB, set it near
@@ -33,7 +33,7 @@ import os
 import shutil
 import tempfile
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -113,7 +113,7 @@ def infer(
 
 
 _shipped: dict[tuple[str, str], str] = {}
-"""(Spark application id, shipped name) -> the local file added to that application."""
+"""(Spark application id or Connect session, shipped name) -> the local file added to it."""
 _ship_lock = threading.Lock()
 
 
@@ -127,9 +127,17 @@ def ship_file(spark: SparkSession, path: str) -> str:
     stat = os.stat(path)
     identity = f"{os.path.abspath(path)}:{stat.st_size}:{stat.st_mtime_ns}"
     name = f"vista-{hashlib.sha256(identity.encode()).hexdigest()[:16]}-{os.path.basename(path)}"
-    context = spark.sparkContext
+    if type(spark).__module__.startswith("pyspark.sql.connect"):
+        # Spark Connect has no SparkContext: a file artifact lands in the session's directory,
+        # which is what SparkFiles.get reads in that session's Python workers.
+        connect: Any = spark
+        owner = f"connect:{connect.session_id}"
+        add: Callable[[str], None] = functools.partial(connect.addArtifacts, file=True)
+    else:
+        context = spark.sparkContext
+        owner, add = context.applicationId, context.addFile
     with _ship_lock:
-        key = (context.applicationId, name)
+        key = (owner, name)
         if key not in _shipped:
             directory = Path(tempfile.mkdtemp(prefix="vista-weights-"))
             link = directory / name
@@ -137,7 +145,7 @@ def ship_file(spark: SparkSession, path: str) -> str:
                 os.link(path, link)
             except OSError:  # another file system: copy
                 shutil.copyfile(path, link)
-            context.addFile(str(link))
+            add(str(link))
             _shipped[key] = str(link)
     return name
 

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from vista_sql.catalog import CnnInfo
-from vista_sql.cost_model.memory import STORE_ROW_GROUP_BYTES
+from vista_sql.cost_model.constants import STORE_ROW_GROUP_BYTES
 from vista_sql.errors import DataError
 from vista_sql.logical.plan import Assemble, Infer, Join, LayerOut, Persist, Plan, StoredScan
 from vista_sql.physical.sources import KEY
