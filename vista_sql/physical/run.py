@@ -168,10 +168,36 @@ def _session_of(tables: Mapping[str, Any] | None) -> SparkSession | None:
     return None
 
 
+UNKNOWN_PLAN_SIZE = 2**62
+"""Spark's plan statistics give ``spark.sql.defaultSizeInBytes`` (Long.MaxValue) for a size they
+do not know; sizes at or above this are treated as unknown, never as a number."""
+
+
+def plan_statistics(frame: DataFrame) -> tuple[int | None, int | None]:
+    """(rows, bytes) of ``frame`` from Spark's optimized logical plan, each None when Spark does
+    not know it (no row count without table statistics; no size without a file source).
+
+    Reading them runs nothing: they are what Spark's own join planning uses.
+    """
+    try:
+        stats = frame._jdf.queryExecution().optimizedPlan().stats()
+        size = int(stats.sizeInBytes().toString())
+        count = stats.rowCount()
+        rows = int(count.get().toString()) if count.isDefined() else None
+    except Exception:  # no JVM plan (Spark Connect) or statistics Spark cannot compute
+        return None, None
+    return rows, size if size < UNKNOWN_PLAN_SIZE else None
+
+
 def _spark_stats(
     spark: SparkSession, query: TransferQuery, tables: Mapping[str, Any] | None, stats: Any
 ) -> Any:
-    """Fill statistics that listings could not give (DataFrame or catalog sources) from Spark."""
+    """Fill statistics that listings could not give (DataFrame, catalog or query sources).
+
+    Rows come from Spark's plan where it has a row count, else Spark counts them; the images'
+    size from the plan's size estimate (the source as stored, before any filter), else it stays
+    unknown. The notes say which, for EXPLAIN COST.
+    """
     from vista_sql.cost_model.stats import DataStats
     from vista_sql.physical.prepare import numeric_columns
     from vista_sql.physical.sources import resolve
@@ -180,8 +206,23 @@ def _spark_stats(
         return stats
     images = resolve(spark, query.image_source, tables, query, "images")
     table = resolve(spark, query.table_source, tables, query, "table")
-    image_rows = None if isinstance(images, str) else images.count()
-    table_rows = None if isinstance(table, str) else table.count()
+    notes: list[str] = []
+
+    def rows_of(frame: Any, side: str) -> tuple[int | None, int | None]:
+        if isinstance(frame, str):
+            return None, None
+        rows, size = plan_statistics(frame)
+        if rows is not None:
+            notes.append(f"{side}: {rows} rows from Spark's plan statistics")
+        else:
+            rows = frame.count()
+            notes.append(f"{side}: {rows} rows counted by Spark")
+        if size is not None:
+            notes.append(f"{side}: {size} bytes guessed from Spark's plan size (before filters)")
+        return rows, size
+
+    image_rows, image_size = rows_of(images, "images")
+    table_rows, _ = rows_of(table, "table")
     features = (
         len(query.features)
         if query.features is not None
@@ -191,12 +232,12 @@ def _spark_stats(
     )
     return DataStats.of(
         image_rows=image_rows if image_rows is not None else stats.image_rows.value,
-        image_bytes=stats.image_bytes.value,
+        image_bytes=image_size if image_size is not None else stats.image_bytes.value,
         table_rows=table_rows if table_rows is not None else stats.table_rows.value,
         feature_columns=features if features is not None else stats.feature_columns.value,
         table_bytes=stats.table_bytes.value,
         exact=False,
-        note="row counts from Spark",
+        note="; ".join(notes) or "row counts from Spark",
     )
 
 
