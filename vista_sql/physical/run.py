@@ -23,6 +23,14 @@ from vista_sql.physical.executor import (
     RunOutcome,
     run_workload,
 )
+from vista_sql.physical.features import (
+    LayerFeatures,
+    check_into_tables,
+    drop_tables,
+    from_assembled,
+    quoted,
+    table_name,
+)
 from vista_sql.physical.lower import Lowering, LoweringSettings
 from vista_sql.physical.monitor import PeakMemory
 from vista_sql.physical.prepare import (
@@ -113,16 +121,26 @@ def run_plan(
     }
     bottom_up = sorted(query.layers, key=cnn.index)
     lowering = Lowering(images=prepared.images, table=prepared.table, settings=settings)
+    spark = prepared.images.sparkSession
+    if query.into_table is not None:
+        check_into_tables(spark, query.into_table, query.layers, query.options.overwrite)
     staging = staging_directory(into, query.options.overwrite) if into else None
+    tables_written: list[str] = []
 
     def write(run: LayerRun, table: DataFrame) -> None:
         if staging is not None:
             write_layer(staging, run, table, prepared.labels)
+        if query.into_table is not None:
+            name = table_name(query.into_table, run.layer)
+            size = feature_sizes[run.layer] - len(prepared.features)
+            frame = from_assembled(table, prepared.features, prepared.labels, size)
+            frame.write.mode("overwrite").saveAsTable(quoted(name))
+            tables_written.append(name)
         if on_layer is not None:
             on_layer(run, table)
 
     started = time.perf_counter()
-    context = prepared.images.sparkSession.sparkContext
+    context = spark.sparkContext
     try:
         with PeakMemory() as memory, Progress(context, len(query.layers), progress) as bar:
             outcome = run_workload(
@@ -154,6 +172,7 @@ def run_plan(
     except BaseException as error:
         if staging is not None:
             shutil.rmtree(staging, ignore_errors=True)
+        drop_tables(spark, tables_written)
         raise_worker_error(error, query)
         raise
     return result, outcome
@@ -181,15 +200,15 @@ def plan_statistics(frame: DataFrame) -> tuple[int | None, int | None]:
     """
     try:
         stats = frame._jdf.queryExecution().optimizedPlan().stats()
-        size = int(stats.sizeInBytes().toString())
+        size = int(str(stats.sizeInBytes()))  # a Scala BigInt: py4j gives an int or its object
         count = stats.rowCount()
-        rows = int(count.get().toString()) if count.isDefined() else None
+        rows = int(str(count.get())) if count.isDefined() else None
     except Exception:  # no JVM plan (Spark Connect) or statistics Spark cannot compute
         return None, None
     return rows, size if size < UNKNOWN_PLAN_SIZE else None
 
 
-def _spark_stats(
+def spark_stats(
     spark: SparkSession, query: TransferQuery, tables: Mapping[str, Any] | None, stats: Any
 ) -> Any:
     """Fill statistics that listings could not give (DataFrame, catalog or query sources).
@@ -280,7 +299,7 @@ def run_query(
     given = spark if spark is not None else _session_of(tables) or foreign_active_session()
     stats = gather_stats(query, tables)
     if given is not None:
-        stats = _spark_stats(given, query, tables, stats)
+        stats = spark_stats(given, query, tables, stats)
     resources = machine_resources(query.options)
     store = store_settings(query.options)
     keys = statement_keys(query, catalog, tables) if store.enabled else None
@@ -344,6 +363,21 @@ def run_query(
         on_materialised=writer,
     )
     result.store = store_report(plan, writer)
+    result._features = LayerFeatures(
+        images=prepared.images,
+        table=prepared.table,
+        columns=prepared.features,
+        labels=prepared.labels,
+        cnn=cnn,
+        weights=query.weights,
+        pooling=query.options.conv_pooling,
+        batch_size=settings.batch_size,
+        threads=settings.threads,
+        into=into,
+        into_table=query.into_table,
+        store=writer.store if writer is not None else None,
+        keys=keys,
+    )
     order = sorted(query.layers, key=cnn.index)
     result.advice = notes
     result.plan = explain_text(decision)

@@ -331,16 +331,15 @@ def encode_image_struct(images: Any) -> Any:
     from pyspark.sql import functions as F
     from pyspark.sql.functions import pandas_udf
 
-    @pandas_udf("binary")  # type: ignore[call-overload]
-    def encode(height: pd.Series, width: pd.Series, channels: pd.Series, data: pd.Series) -> Any:
-        return pd.Series(
-            [_png(h, w, c, d) for h, w, c, d in zip(height, width, channels, data, strict=True)]
-        )
+    def encode(structs: pd.DataFrame) -> pd.Series:
+        columns = (structs[name] for name in ("height", "width", "nChannels", "data"))
+        return pd.Series([_png(*image) for image in zip(*columns, strict=True)])
 
-    return F.when(
-        images.isNotNull(),
-        encode(images["height"], images["width"], images["nChannels"], images["data"]),
-    )
+    # pandas_udf reads the type hints to pick the UDF's kind; as strings (postponed annotations)
+    # naming a local import they cannot be resolved, so they are given as the types themselves.
+    encode.__annotations__ = {"structs": pd.DataFrame, "return": pd.Series}
+    udf: Any = pandas_udf(encode, "binary")  # type: ignore[call-overload]
+    return F.when(images.isNotNull(), udf(images))
 
 
 def _png(height: int, width: int, channels: int, data: bytes | None) -> bytes:
