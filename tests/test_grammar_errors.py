@@ -122,7 +122,7 @@ CASES = [
     ),
     pytest.param(
         GOOD + "\n  INTO out",
-        "Expected a directory path in quotes after INTO, found 'out'",
+        "Expected a directory path in quotes or TABLE <name> after INTO, found 'out'",
         (7, 8, "out"),
         id="unquoted INTO",
     ),
@@ -134,7 +134,8 @@ CASES = [
     ),
     pytest.param(
         GOOD.replace("JOIN foods", "JOIN join"),
-        "Expected the structured source after JOIN: a table name or a 'path', found 'join' "
+        "Expected the structured source after JOIN: a table name, a 'path' or a (SELECT ...) "
+        "query, found 'join' "
         "(a keyword: to use it as a name, write `join`)",
         (4, 8, "join"),
         id="reserved word as a name",

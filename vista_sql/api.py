@@ -73,6 +73,22 @@ def statement_text(statement: Statement, catalog: Catalog, **kwargs: Any) -> str
 # ------------------------------------------------------------------------------------------------
 
 
+def _query_source_stats(query: Any, tables: Any, spark: Any) -> Any:
+    """Statistics of a statement with a Spark SQL query source, from Spark's plan, when a session
+    is given or active; None (file listings only, the query's side unknown) otherwise. Only such
+    statements touch Spark here: EXPLAIN of any other reads file metadata alone."""
+    if "query" not in (query.image_source.kind, query.table_source.kind):
+        return None
+    from vista_sql.cost_model.stats import gather_stats
+    from vista_sql.physical.run import spark_stats
+    from vista_sql.physical.session import foreign_active_session
+
+    session = spark if spark is not None else foreign_active_session()
+    if session is None:
+        return None
+    return spark_stats(session, query, tables, gather_stats(query, tables))
+
+
 def explain_statement(statement: ExplainStatement, catalog: Catalog, **kwargs: Any) -> str:
     """The text of one EXPLAIN statement. ``kwargs``: ``tables=``, ``spark=``, ``progress=``."""
     query = statement.query
@@ -103,6 +119,7 @@ def explain_statement(statement: ExplainStatement, catalog: Catalog, **kwargs: A
         query,
         catalog,
         tables,
+        stats=_query_source_stats(query, tables, kwargs.get("spark")),
         resources=machine_resources(query.options),
         stored=stored_layers(query, catalog, tables),
     )

@@ -32,6 +32,8 @@ SAMPLE_BYTES = 64 * 1024
 ASSUMED_CLASSES = 2
 """Label classes assumed when they cannot be counted cheaply (a binary label, as in the paper)."""
 
+QUERY_UNKNOWN = "a Spark SQL query: its statistics come from Spark's plan when the statement runs"
+
 _ASSUMED_CLASSES = Estimate(float(ASSUMED_CLASSES), Precision.INEXACT)
 
 
@@ -155,13 +157,21 @@ def gather_stats(query: TransferQuery, tables: Mapping[str, Any] | None = None) 
             query.origins.get("images"),
         ) from error
     try:
-        table = _profile_table(table_path, query)
+        table = (
+            _unknown_table(QUERY_UNKNOWN, query)
+            if query.table_source.kind == "query"
+            else _profile_table(table_path, query)
+        )
     except (OSError, ValueError, csv.Error) as error:  # pyarrow's errors are OSError/ValueError
         raise DataError.at(
             f"cannot read '{table_path}' as a structured source: {error}",
             query.sql,
             query.origins.get("table"),
         ) from error
+    if query.image_source.kind == "query":
+        images = _ImageListing(
+            Estimate.absent(), Estimate.absent(), f"images: unknown ({QUERY_UNKNOWN})"
+        )
     return DataStats(
         image_rows=images.rows,
         image_bytes=images.bytes,

@@ -59,7 +59,11 @@ class TransferFeatures(VistaNode):
         validate: numeric ``exp.Literal``, possibly signed; validate_seed: integer
             ``exp.Literal``, possibly negative.
         options: list of ``exp.EQ(this=exp.Identifier, expression=value)`` (WITH (...)).
-        into: string ``exp.Literal``.
+        into: string ``exp.Literal`` (INTO '<dir>').
+        into_table: ``exp.Table`` (INTO TABLE <name>); at most one of into / into_table is set.
+
+    A source (``this``, ``join``) may also be an ``exp.Subquery`` holding a Spark SQL query
+    (``(SELECT ...)``); the image column of such a source is written after its alias.
     """
 
     arg_types: ClassVar[dict[str, bool]] = {
@@ -82,6 +86,7 @@ class TransferFeatures(VistaNode):
         "validate_seed": False,
         "options": False,
         "into": False,
+        "into_table": False,
     }
 
 

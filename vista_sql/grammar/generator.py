@@ -59,9 +59,10 @@ def _alias_sql(generator: Generator, alias: exp.TableAlias | None) -> str:
 def transfer_features_sql(generator: Generator, node: TransferFeatures) -> str:
     args = node.args
     head = f"TRANSFER FEATURES OF {generator.sql(node.this)}"
-    if args.get("column"):
-        head += f" ({generator.sql(args['column'])})"
-    head += _alias_sql(generator, args.get("alias"))
+    column = f" ({generator.sql(args['column'])})" if args.get("column") else ""
+    alias = _alias_sql(generator, args.get("alias"))
+    # A query's column follows its alias, as a derived table's column list does in SQL.
+    head += alias + column if isinstance(node.this, exp.Subquery) and alias else column + alias
 
     source = f"FROM CNN {generator.sql(args['cnn'])}"
     if args.get("weights"):
@@ -94,6 +95,8 @@ def transfer_features_sql(generator: Generator, node: TransferFeatures) -> str:
         clauses.append(f"WITH {_assignments_sql(generator, args['options'])}")
     if args.get("into"):
         clauses.append(f"INTO {generator.sql(args['into'])}")
+    if args.get("into_table"):
+        clauses.append(f"INTO TABLE {generator.sql(args['into_table'])}")
     return ("\n  " if generator.pretty else " ").join(clauses)
 
 

@@ -74,10 +74,14 @@ class VistaParser(SparkParser):
 
     _line_starts: list[int]
     _lines_of: str | None = None
+    _in_query: bool = False
+    """Whether a parenthesized Spark SQL source is being read: its statements are Spark's."""
 
     # ---------------------------------------------------------------- statements
 
     def _parse_statement(self) -> exp.Expr | None:
+        if self._in_query:  # a CTE's body inside a (WITH ... SELECT ...) source
+            return super()._parse_statement()
         if not self._curr:
             return None
         if self._curr.token_type == TokenType.SEMICOLON:
@@ -135,9 +139,11 @@ class VistaParser(SparkParser):
             "this": self._source("the image source after TRANSFER FEATURES OF"),
         }
         if self._match(TokenType.L_PAREN):
-            args["column"] = self._name("the image column name in parentheses")
-            self._closing_paren("after the image column")
+            args["column"] = self._image_column()
         args["alias"] = self._alias()
+        if args["alias"] is not None and "column" not in args and self._match(TokenType.L_PAREN):
+            # A subquery names its column after its alias, as a derived table does in SQL.
+            args["column"] = self._image_column()
 
         start = self._curr
         self._keyword("FROM", "FROM CNN <cnn>", clause=True)
@@ -190,20 +196,56 @@ class VistaParser(SparkParser):
 
         start = self._curr
         if self._match(TokenType.INTO):
-            args["into"] = self._string("a directory path in quotes after INTO")
+            if self._match(TokenType.TABLE):
+                args["into_table"] = self._table_name("a table name after INTO TABLE")
+            else:
+                args["into"] = self._string("a directory path in quotes or TABLE <name> after INTO")
             clauses["into"] = self._span(start)
 
         node = self._spanning(TransferFeatures(**args), first)
         node.meta["clauses"] = clauses
         return node
 
+    def _image_column(self) -> exp.Identifier:
+        """The image column's name, after its opening parenthesis."""
+        column = self._name("the image column name in parentheses")
+        self._closing_paren("after the image column")
+        return column
+
     def _source(self, what: str) -> exp.Expr:
-        """A table name (``name``, ``db.name``, ``catalog.db.name``) or a string path."""
+        """A table name (``name``, ``db.name``, ``catalog.db.name``), a string path, or a
+        parenthesized Spark SQL query (``exp.Subquery``), which Spark's own grammar reads."""
         first = self._curr
         if first and first.token_type in _STRING_TOKENS:
             return self._string(what)
+        if first and first.token_type == TokenType.L_PAREN:
+            return self._subquery(what)
         if not self._is_name(first):
-            self._fail(f"Expected {what}: a table name or a 'path'", hint=self._reserved_hint())
+            self._fail(
+                f"Expected {what}: a table name, a 'path' or a (SELECT ...) query",
+                hint=self._reserved_hint(),
+            )
+        return self._table_name(what)
+
+    def _subquery(self, what: str) -> exp.Subquery:
+        first = self._curr
+        self._advance()
+        if not self._curr or self._curr.token_type not in (TokenType.SELECT, TokenType.WITH):
+            self._fail(f"Expected SELECT or WITH after '(' in {what}: (SELECT ...)")
+        self._in_query = True
+        try:
+            query = self._parse_select(parse_subquery_alias=False)
+        finally:
+            self._in_query = False
+        if query is None:
+            self._fail(f"Expected a Spark SQL query in {what}")
+        self._closing_paren(f"after the query in {what}")
+        return self._spanning(exp.Subquery(this=query), first)
+
+    def _table_name(self, what: str) -> exp.Table:
+        first = self._curr
+        if not self._is_name(first):
+            self._fail(f"Expected {what}", hint=self._reserved_hint())
         parts = [self._name(what)]
         while len(parts) < 3 and self._match(TokenType.DOT):
             parts.append(self._name("a name after '.'"))
@@ -414,8 +456,16 @@ class VistaParser(SparkParser):
         transfer = statement.this if isinstance(statement, VistaExplain) else statement
         if not isinstance(transfer, TransferFeatures):
             return "Expected ; or the end of the input after the statement"
-        trailing = (("VALIDATE", "validate"), ("WITH", "options"), ("INTO", "into"))
-        given = [i for i, (_, arg) in enumerate(trailing) if transfer.args.get(arg) is not None]
+        trailing = (
+            ("VALIDATE", ("validate",)),
+            ("WITH", ("options",)),
+            ("INTO", ("into", "into_table")),
+        )
+        given = [
+            i
+            for i, (_, names) in enumerate(trailing)
+            if any(transfer.args.get(name) is not None for name in names)
+        ]
         still_allowed = [word for word, _ in trailing[given[-1] + 1 if given else 0 :]]
         return f"Expected {', '.join([*still_allowed, ';'])} or the end of the input"
 

@@ -13,6 +13,8 @@ Conventions decided here:
 
 - Names of CNNs, layers, models, parameters and options are case-insensitive; layers may be given
   by their Keras names. Layers come back as roster names, top layer first.
+- A parenthesized Spark SQL query is a source whose text (Spark SQL, as sqlglot writes it) runs
+  with the session's ``spark.sql``; without AS it is called ``images`` or ``table``.
 - A source without AS is named after itself: a table by its (last) name, a path by its last
   component without extension (``'data/foods/foods.parquet'`` is ``foods``, as DuckDB names a file
   it scans). ``ON`` may compare the keys in either order; ``USING (key)`` names one key of both.
@@ -21,8 +23,8 @@ Conventions decided here:
 - ``TransferQuery.origins`` keys: ``statement``, ``images``, ``image_column``, ``image_alias``,
   ``cnn``, ``weights``, ``layers`` (the clause), ``layer:<name>`` (each layer as written),
   ``table``, ``table_alias``, ``on`` (the ON condition or the USING key), ``features``, ``model``,
-  ``param:<name>``, ``label``, ``validate``, ``options``, ``into``; ``Options.origins`` has one per
-  option given.
+  ``param:<name>``, ``label``, ``validate``, ``options``, ``into`` (INTO '<dir>' or INTO
+  TABLE); ``Options.origins`` has one per option given.
 """
 
 from __future__ import annotations
@@ -170,7 +172,9 @@ class _Builder:
         if "options" in clauses:
             origins["options"] = Origin(**clauses["options"])
         into = self.path(args["into"], "INTO directory") if args.get("into") else None
-        note("into", args.get("into"))
+        table_node = args.get("into_table")
+        note("into", args.get("into") or table_node)
+        into_table = ".".join(p.name for p in table_node.parts) if table_node is not None else None
 
         return TransferQuery(
             sql=self.sql,
@@ -191,6 +195,7 @@ class _Builder:
             validate_seed=validate_seed,
             options=options,
             into=into,
+            into_table=into_table,
             origins=origins,
         )
 
@@ -201,7 +206,9 @@ class _Builder:
             return SourceRef("path", self.path(node, "path"))
         if isinstance(node, exp.Table):
             return SourceRef("table", ".".join(part.name for part in node.parts))
-        self.fail("Expected a table name or a 'path'", node)
+        if isinstance(node, exp.Subquery):
+            return SourceRef("query", node.this.sql(dialect="spark"))
+        self.fail("Expected a table name, a 'path' or a (SELECT ...) query", node)
 
     def path(self, node: exp.Expr, what: str) -> str:
         text = str(node.this) if isinstance(node, exp.Literal) and node.is_string else ""
@@ -214,6 +221,8 @@ class _Builder:
             return str(node.name)
         if source.kind == "table":
             return source.name.split(".")[-1]
+        if source.kind == "query":
+            return fallback
         last = re.split(r"[\\/]", source.name.rstrip("/\\"))[-1]
         return last.split(".")[0] or fallback
 

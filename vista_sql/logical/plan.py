@@ -38,13 +38,16 @@ inference to the next transfer layer (the catalog's ``resume``)."""
 
 @dataclass(frozen=True, slots=True)
 class SourceRef:
-    """A data source: a path (string literal) or a name (``tables=`` mapping, then Spark
-    catalog)."""
+    """A data source: a path (string literal), a name (``tables=`` mapping, then Spark
+    catalog), or a Spark SQL query (``name`` is its text, which the session's ``spark.sql``
+    runs)."""
 
-    kind: Literal["path", "table"]
+    kind: Literal["path", "table", "query"]
     name: str
 
     def describe(self) -> str:
+        if self.kind == "query":
+            return f"({self.name})"
         return f"'{self.name}'" if self.kind == "path" else self.name
 
 

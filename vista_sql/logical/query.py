@@ -73,6 +73,8 @@ class TransferQuery:
     validate_seed: int = 2019
     options: Options = field(default_factory=Options)
     into: str | None = None
+    into_table: str | None = None
+    """INTO TABLE <name>: one table per layer, ``<name>_<layer>``, in the session's catalog."""
     origins: dict[str, Origin] = field(default_factory=dict, compare=False, hash=False)
     """Where clauses are in the text: 'images', 'table', 'cnn', 'layers', 'features', 'label',
     ..."""

@@ -30,8 +30,10 @@ from vista_sql.physical.monitor import MemorySample
 if TYPE_CHECKING:
     import pandas as pd
     from matplotlib.figure import Figure
+    from pyspark.sql import DataFrame
 
     from vista_sql.cost_model.optimizer import Decision
+    from vista_sql.physical.features import LayerFeatures
 
 METRICS = ("accuracy", "f1", "auc")
 
@@ -65,6 +67,7 @@ class TransferResult:
     statement added), ``write_seconds``, ``failures`` (layers it could not write)."""
     _explain: Callable[[], str] | None = field(default=None, repr=False)
     _explain_json: Callable[[], dict[str, Any]] | None = field(default=None, repr=False)
+    _features: LayerFeatures | None = field(default=None, repr=False)
 
     @property
     def models(self) -> dict[str, Any]:
@@ -120,6 +123,39 @@ class TransferResult:
         self._explain_json = lambda: analyze_json(
             decision, explain_json(decision), chosen, outcome, order, self.seconds, self.peak_memory
         )
+
+    def serve_features(self, features: LayerFeatures) -> None:
+        """Where ``features()`` reads each layer from (the run sets it once it is over)."""
+        self._features = features
+
+    def features(self, layer: str) -> DataFrame:
+        """The layer's features as a Spark DataFrame: ``id``, ``label``, the structured feature
+        columns, and ``features`` (the layer's CNN features, an ML vector), one row per training
+        row (joined, decoded) of the statement.
+
+        Read back from what the run wrote (INTO TABLE, INTO, the feature store); inference runs
+        again only when none of them holds the layer (see :mod:`vista_sql.physical.features`).
+        """
+        from vista_sql.errors import SemanticError, did_you_mean
+
+        layers = {run.layer.lower(): run.layer for run in self.runs}
+        found = layers.get(layer.lower())
+        if found is None:
+            choices = did_you_mean(layer, list(layers.values()))
+            raise SemanticError(f"the statement computed no layer {layer}; {choices}")
+        if self._features is None:
+            raise VistaError("this result holds no features (it was not produced by a run)")
+        return self._features.frame(found)
+
+    def register_views(self, prefix: str) -> dict[str, str]:
+        """Register ``features(layer)`` of every layer as the temporary view ``<prefix>_<layer>``
+        in the session that ran the statement; returns {layer: view name}, top layer first."""
+        views = {}
+        for run in self.runs:
+            name = f"{prefix}_{run.layer}"
+            self.features(run.layer).createOrReplaceTempView(name)
+            views[run.layer] = name
+        return views
 
     def explain(self) -> str:
         """The plan that ran, with the optimizer's estimates beside what was measured."""

@@ -27,6 +27,14 @@ from vista_sql.physical.executor import (
     RunOutcome,
     run_workload,
 )
+from vista_sql.physical.features import (
+    LayerFeatures,
+    check_into_tables,
+    drop_tables,
+    from_assembled,
+    quoted,
+    table_name,
+)
 from vista_sql.physical.gpu import machine_resources
 from vista_sql.physical.lower import Lowering, LoweringSettings
 from vista_sql.physical.monitor import PeakMemory
@@ -135,16 +143,26 @@ def run_plan(
     }
     bottom_up = sorted(query.layers, key=cnn.index)
     lowering = Lowering(images=prepared.images, table=prepared.table, settings=settings)
+    spark = prepared.images.sparkSession
+    if query.into_table is not None:
+        check_into_tables(spark, query.into_table, query.layers, query.options.overwrite)
     staging = staging_directory(into, query.options.overwrite, query) if into else None
+    tables_written: list[str] = []
 
     def write(run: LayerRun, table: DataFrame) -> None:
         if staging is not None:
             write_layer(staging, run, table, prepared.labels)
+        if query.into_table is not None:
+            name = table_name(query.into_table, run.layer)
+            size = feature_sizes[run.layer] - len(prepared.features)
+            frame = from_assembled(table, prepared.features, prepared.labels, size)
+            frame.write.mode("overwrite").saveAsTable(quoted(name))
+            tables_written.append(name)
         if on_layer is not None:
             on_layer(run, table)
 
     started = time.perf_counter()
-    session = prepared.images.sparkSession
+    session = spark
     try:
         with PeakMemory() as memory, Progress(session, len(query.layers), progress) as bar:
             outcome = run_workload(
@@ -176,6 +194,7 @@ def run_plan(
     except BaseException as error:
         if staging is not None:
             shutil.rmtree(staging, ignore_errors=True)
+        drop_tables(spark, tables_written)
         raise_worker_error(error, query)
         raise
     return result, outcome
@@ -190,16 +209,57 @@ def _session_of(tables: Mapping[str, Any] | None) -> SparkSession | None:
     return None
 
 
-def _spark_stats(
+UNKNOWN_PLAN_SIZE = 2**62
+"""Spark's plan statistics give ``spark.sql.defaultSizeInBytes`` (Long.MaxValue) for a size they
+do not know; sizes at or above this are treated as unknown, never as a number."""
+
+
+def plan_statistics(frame: DataFrame) -> tuple[int | None, int | None]:
+    """(rows, bytes) of ``frame`` from Spark's optimized logical plan, each None when Spark does
+    not know it (no row count without table statistics; no size without a file source).
+
+    Reading them runs nothing: they are what Spark's own join planning uses.
+    """
+    try:
+        stats = frame._jdf.queryExecution().optimizedPlan().stats()
+        size = int(str(stats.sizeInBytes()))  # a Scala BigInt: py4j gives an int or its object
+        count = stats.rowCount()
+        rows = int(str(count.get())) if count.isDefined() else None
+    except Exception:  # no JVM plan (Spark Connect) or statistics Spark cannot compute
+        return None, None
+    return rows, size if size < UNKNOWN_PLAN_SIZE else None
+
+
+def spark_stats(
     spark: SparkSession, query: TransferQuery, tables: Mapping[str, Any] | None, stats: Any
 ) -> Any:
-    """Fill statistics that listings could not give (DataFrame or catalog sources) from Spark."""
+    """Fill statistics that listings could not give (DataFrame, catalog or query sources).
+
+    Rows come from Spark's plan where it has a row count, else Spark counts them; the images'
+    size from the plan's size estimate (the source as stored, before any filter), else it stays
+    unknown. The notes say which, for EXPLAIN COST.
+    """
     if stats.image_rows.known and stats.table_rows.known:
         return stats
     images = resolve(spark, query.image_source, tables, query, "images")
     table = resolve(spark, query.table_source, tables, query, "table")
-    image_rows = None if isinstance(images, str) else images.count()
-    table_rows = None if isinstance(table, str) else table.count()
+    notes: list[str] = []
+
+    def rows_of(frame: Any, side: str) -> tuple[int | None, int | None]:
+        if isinstance(frame, str):
+            return None, None
+        rows, size = plan_statistics(frame)
+        if rows is not None:
+            notes.append(f"{side}: {rows} rows from Spark's plan statistics")
+        else:
+            rows = frame.count()
+            notes.append(f"{side}: {rows} rows counted by Spark")
+        if size is not None:
+            notes.append(f"{side}: {size} bytes guessed from Spark's plan size (before filters)")
+        return rows, size
+
+    image_rows, image_size = rows_of(images, "images")
+    table_rows, _ = rows_of(table, "table")
     features = (
         len(query.features)
         if query.features is not None
@@ -209,12 +269,12 @@ def _spark_stats(
     )
     return DataStats.of(
         image_rows=image_rows if image_rows is not None else stats.image_rows.value,
-        image_bytes=stats.image_bytes.value,
+        image_bytes=image_size if image_size is not None else stats.image_bytes.value,
         table_rows=table_rows if table_rows is not None else stats.table_rows.value,
         feature_columns=features if features is not None else stats.feature_columns.value,
         table_bytes=stats.table_bytes.value,
         exact=False,
-        note="row counts from Spark",
+        note="; ".join(notes) or "row counts from Spark",
     )
 
 
@@ -239,7 +299,7 @@ def plan_inputs(
     resources, and the feature store's entries for the statement."""
     stats = gather_stats(query, tables)
     if given is not None:
-        stats = _spark_stats(given, query, tables, stats)
+        stats = spark_stats(given, query, tables, stats)
     resources = machine_resources(query.options)
     store = store_settings(query.options)
     keys = statement_keys(query, catalog, tables) if store.enabled else None
@@ -356,6 +416,23 @@ def run_query(
         on_materialised=writer,
     )
     result.store = store_report(chosen.plan, writer)
+    result.serve_features(
+        LayerFeatures(
+            images=prepared.images,
+            table=prepared.table,
+            columns=prepared.features,
+            labels=prepared.labels,
+            cnn=cnn,
+            weights=query.weights,
+            pooling=query.options.conv_pooling,
+            batch_size=chosen.choice.batch_size,
+            threads=chosen.choice.tf_threads,
+            into=into,
+            into_table=query.into_table,
+            store=writer.store if writer is not None else None,
+            keys=planning.keys,
+        )
+    )
     result.advice = notes
     result.spark_conf = dict(sorted(spark_conf.items()))
     result.plan_choice = {"alternative": chosen.alternative, **asdict(chosen.choice)}

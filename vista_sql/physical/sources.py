@@ -3,7 +3,13 @@
 Image side: (KEY, IMAGE) where IMAGE holds the encoded image bytes. Structured side: KEY plus the
 user's columns. SPEC.md's rules: an identifier is looked up in ``tables=`` first, then the Spark
 catalog; a string is a path: a directory of ``<id>.<ext>`` images, or a .csv/.parquet/.json file
-or a Parquet directory.
+or a Parquet directory; a parenthesized query runs with the session's ``spark.sql`` (so it sees the
+session's catalog: tables and temporary views).
+
+An image column holds encoded image bytes (binary), image file paths (string), or Spark's ``image``
+data source struct (``spark.read.format("image")``: origin, height, width, nChannels, mode, data
+with BGR(A) pixels), which is encoded losslessly as PNG for the decoder, so every image reaches the
+CNN through the same decode and resize.
 
 An image directory is read recursively, as Spark's ``binaryFile`` source lists it: files and folders
 whose names start with ``.`` or ``_`` are hidden, and only ``<id>.jpg|jpeg|png`` files (extension
@@ -67,6 +73,8 @@ def resolve(
     """
     if ref.kind == "path":
         return ref.name
+    if ref.kind == "query":
+        return run_query_source(spark, ref, query, clause)
     tables = tables or {}
     for name, value in tables.items():
         if name.lower() == ref.name.lower():
@@ -77,6 +85,19 @@ def resolve(
     raise source_error(
         query, clause, f"unknown table {ref.name}; {did_you_mean(ref.name, known or ['(none)'])}"
     )
+
+
+def run_query_source(
+    spark: SparkSession, ref: SourceRef, query: TransferQuery | None, clause: str
+) -> DataFrame:
+    """The DataFrame of a Spark SQL query source; Spark's analysis errors point at the query."""
+    from pyspark.errors import PySparkException
+
+    try:
+        return spark.sql(ref.name)
+    except PySparkException as error:
+        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise source_error(query, clause, f"Spark cannot run the query source: {reason}") from error
 
 
 def read_table(
@@ -244,6 +265,7 @@ def _image_table(frame: DataFrame, query: TransferQuery) -> DataFrame:
             f"{did_you_mean(query.image_key, frame.columns)}",
         )
     types = {f.name: f.dataType for f in frame.schema.fields}
+    structs = [name for name, t in types.items() if is_image_struct(t)]
     if query.image_column is not None:
         column = columns.get(query.image_column.lower())
         if column is None:
@@ -258,6 +280,8 @@ def _image_table(frame: DataFrame, query: TransferQuery) -> DataFrame:
         paths = [columns[c] for c in ("path", "image") if c in columns]
         if len(binary) == 1:
             column = binary[0]
+        elif not binary and len(structs) == 1:
+            column = structs[0]
         elif not binary and paths and isinstance(types[paths[0]], StringType):
             column = paths[0]
         else:
@@ -272,14 +296,72 @@ def _image_table(frame: DataFrame, query: TransferQuery) -> DataFrame:
         image = F.col(column)
     elif isinstance(kind, StringType):
         image = _read_bytes(F.col(column))
+    elif is_image_struct(kind):
+        image = encode_image_struct(F.col(column))
     else:
         raise source_error(
             query,
             "image_column" if query.image_column is not None else "images",
-            f"the image column {column} is {kind.simpleString()}: expected binary image bytes or "
-            "a string path",
+            f"the image column {column} is {kind.simpleString()}: expected binary image bytes, "
+            "a string path or Spark's image struct (spark.read.format('image'))",
         )
     return frame.select(F.col(key).alias(KEY), image.alias(IMAGE))
+
+
+IMAGE_STRUCT_FIELDS = ("origin", "height", "width", "nChannels", "mode", "data")
+"""The fields of Spark's image data source column (``pyspark.ml.image.ImageSchema``)."""
+
+
+def is_image_struct(kind: Any) -> bool:
+    """Whether a Spark type is the ``image`` data source's struct (field names as Spark's)."""
+    from pyspark.sql.types import StructType
+
+    return isinstance(kind, StructType) and set(IMAGE_STRUCT_FIELDS) <= set(kind.fieldNames())
+
+
+def encode_image_struct(images: Any) -> Any:
+    """A column of PNG bytes for a column of Spark image structs (null stays null).
+
+    Spark stores ``data`` as rows of ``width * nChannels`` bytes, channels in OpenCV's order
+    (BGR or BGRA; one channel is grey); PNG is lossless, so decoding gives these pixels back.
+    An image Spark could not read (``spark.read.format("image")`` with ``dropInvalid`` false)
+    has no data: it becomes an empty image, reported like any undecodable one.
+    """
+    import pandas as pd
+    from pyspark.sql import functions as F
+    from pyspark.sql.functions import pandas_udf
+
+    def encode(structs: pd.DataFrame) -> pd.Series:
+        columns = (structs[name] for name in ("height", "width", "nChannels", "data"))
+        return pd.Series([_png(*image) for image in zip(*columns, strict=True)])
+
+    # pandas_udf reads the type hints to pick the UDF's kind; as strings (postponed annotations)
+    # naming a local import they cannot be resolved, so they are given as the types themselves.
+    encode.__annotations__ = {"structs": pd.DataFrame, "return": pd.Series}
+    udf: Any = pandas_udf(encode, "binary")  # type: ignore[call-overload]
+    return F.when(images.isNotNull(), udf(images))
+
+
+def _png(height: int, width: int, channels: int, data: bytes | None) -> bytes:
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    if data is None or height <= 0 or width <= 0 or channels not in (1, 3, 4):
+        return b""
+    pixels = np.frombuffer(data, dtype=np.uint8)
+    if pixels.size != height * width * channels:
+        return b""
+    pixels = pixels.reshape(height, width, channels)
+    if channels == 1:
+        picture = Image.fromarray(pixels[:, :, 0], "L")
+    else:
+        order = [2, 1, 0, 3][:channels]  # BGR(A) -> RGB(A)
+        picture = Image.fromarray(np.ascontiguousarray(pixels[:, :, order]))
+    buffer = io.BytesIO()
+    picture.save(buffer, format="PNG")
+    return buffer.getvalue()
 
 
 def _read_bytes(paths: Any) -> Any:
