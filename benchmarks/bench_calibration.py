@@ -54,6 +54,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from vista_sql.units import GiB  # noqa: E402
+
 CALIBRATION_FILE = ROOT / "vista_sql" / "cost_model" / "calibration.json"
 
 _STATUS = textwrap.dedent(
@@ -265,7 +267,7 @@ def measure_constants() -> dict[str, Any]:
         unreliable.append("tf_thread_scaling_exponent")
     return {
         "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores,"
-        f" {_memory_total() / 2**30:.1f} GiB",
+        f" {_memory_total() / GiB:.1f} GiB",
         "load_average": os.getloadavg(),
         "measured_at": datetime.now(UTC).strftime("%Y-%m-%d"),
         "values": {k: v for k, v in values.items() if k not in unreliable},

@@ -42,6 +42,7 @@ import vista_sql  # noqa: E402
 from vista_sql.datasets.foods import make_foods  # noqa: E402
 from vista_sql.physical.store import FeatureStore  # noqa: E402
 from vista_sql.udfs.layer_stats import machine  # noqa: E402
+from vista_sql.units import MiB  # noqa: E402
 
 RESULTS = REPO / "benchmarks" / "results"
 RUNS = ("no store", "first", "second", "other model")
@@ -169,7 +170,7 @@ def table(result: dict[str, Any]) -> str:
     lines.append(
         f"writing the store: +{result['write overhead']:.0%} over no store (writer"
         f" {result['writer seconds']} s); {result['entries']} entries,"
-        f" {result['store bytes'] / 2**20:.1f} MiB"
+        f" {result['store bytes'] / MiB:.1f} MiB"
     )
     return "\n".join(lines)
 
