@@ -220,12 +220,19 @@ def run_query(
     from vista_sql.cost_model.explain import explain_json, explain_text
     from vista_sql.cost_model.stats import gather_stats
     from vista_sql.physical.analyze import analyze_json, analyze_text
+    from vista_sql.physical.cluster import (
+        check_fits,
+        cluster_resources,
+        discover,
+        executor_conf,
+    )
     from vista_sql.physical.gpu import machine_resources
     from vista_sql.physical.session import (
         advice,
-        cluster_conf,
         foreign_active_session,
+        is_local,
         owned_session,
+        submitted_conf,
     )
     from vista_sql.physical.store import (
         FeatureStore,
@@ -241,6 +248,11 @@ def run_query(
     if given is not None:
         stats = _spark_stats(given, query, tables, stats)
     resources = machine_resources(query.options)
+    submitted = submitted_conf() if given is None and master is None else {}
+    target = master if master is not None else submitted.get("spark.master")
+    shape = discover(target, submitted) if given is None and target is not None else None
+    if shape is not None:
+        resources = cluster_resources(query.options, shape, resources)
     store = store_settings(query.options)
     keys = statement_keys(query, catalog, tables) if store.enabled else None
     stored = stored_layers(query, catalog, tables, keys) if keys is not None else ()
@@ -259,8 +271,10 @@ def run_query(
     decision = decision_with(stored)
     chosen = decision.chosen
     conf = chosen.config.as_spark_conf()
-    if master is not None and not master.startswith("local"):
-        conf = cluster_conf(conf, master)
+    if target is not None and not is_local(target):
+        conf = executor_conf(chosen.config)
+    if shape is not None:
+        check_fits(chosen.config, conf, shape)
     session = given if given is not None else owned_session(conf, master)
     notes = advice(session, conf) if given is not None else []
 
