@@ -134,7 +134,7 @@ def test_a_plan_no_worker_can_host_is_refused() -> None:
     with pytest.raises(ResourceError, match="3 cores per executor, the largest worker has 2"):
         cluster.check_fits(too_many, cluster.executor_conf(too_many), shape)
     too_big = config(heap=6 * 2**30)
-    with pytest.raises(ResourceError, match="6.0 GiB per executor"):
+    with pytest.raises(ResourceError, match=r"6\.0 GiB per executor"):
         cluster.check_fits(too_big, cluster.executor_conf(too_big), shape)
 
 
