@@ -48,11 +48,19 @@ def explain(sql: str, **kwargs: Any) -> str:
     return _explain(sql, **kwargs)
 
 
-def execute(sql: str, spark: Any = None, tables: Any = None, progress: bool = True) -> Any:
-    """Run the statements in ``sql`` and return the last one's result."""
+def execute(
+    sql: str,
+    spark: Any = None,
+    tables: Any = None,
+    progress: bool = True,
+    *,
+    master: str | None = None,
+) -> Any:
+    """Run the statements in ``sql`` and return the last one's result. ``master``: a Spark master
+    URL for vista_sql's own session (default: local mode, or the one ``spark-submit`` gave)."""
     from vista_sql.api import execute as _execute
 
-    return _execute(sql, spark=spark, tables=tables, progress=progress)
+    return _execute(sql, spark=spark, tables=tables, progress=progress, master=master)
 
 
 def register_cnn(name: str, keras_model_or_path: Any, layers: list[str], **kwargs: Any) -> Any:

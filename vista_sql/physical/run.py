@@ -225,6 +225,7 @@ def run_query(
         cluster_resources,
         discover,
         executor_conf,
+        executor_peaks,
     )
     from vista_sql.physical.gpu import machine_resources
     from vista_sql.physical.session import (
@@ -317,13 +318,22 @@ def run_query(
         on_materialised=writer,
     )
     result.store = store_report(plan, writer)
+    on_cluster = not is_local(str(session.conf.get("spark.master", "local")))
+    executors = executor_peaks(session) if on_cluster else []
     order = sorted(query.layers, key=cnn.index)
     result.advice = notes
     result.plan = explain_text(decision)
     result._explain = lambda: analyze_text(
-        decision, result.plan, plan, outcome, order, result.seconds, result.peak_memory
+        decision, result.plan, plan, outcome, order, result.seconds, result.peak_memory, executors
     )
     result._explain_json = lambda: analyze_json(
-        decision, explain_json(decision), plan, outcome, order, result.seconds, result.peak_memory
+        decision,
+        explain_json(decision),
+        plan,
+        outcome,
+        order,
+        result.seconds,
+        result.peak_memory,
+        executors,
     )
     return result
