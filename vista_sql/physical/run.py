@@ -2,12 +2,16 @@
 
 The order is chosen so that bad input fails fast and nothing is lost silently: read both sources,
 check keys, labels and features (no pixels touched), count keys on one side only, then run the
-plan layer by layer, then write INTO (staged in a temporary directory, renamed when complete).
+plan layer by layer, then write INTO (staged in a temporary directory, renamed when complete; an
+INTO that is a Hadoop URI is staged and renamed through Spark's Hadoop file system).
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
 import shutil
+import tempfile
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -16,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 from vista_sql.catalog import Catalog
 from vista_sql.logical.plan import Workload
 from vista_sql.logical.query import TransferQuery
+from vista_sql.physical import hadoop
 from vista_sql.physical.executor import (
     LayerHook,
     LayerRun,
@@ -23,6 +28,7 @@ from vista_sql.physical.executor import (
     RunOutcome,
     run_workload,
 )
+from vista_sql.physical.hadoop import is_uri
 from vista_sql.physical.lower import Lowering, LoweringSettings
 from vista_sql.physical.monitor import PeakMemory
 from vista_sql.physical.prepare import (
@@ -113,7 +119,12 @@ def run_plan(
     }
     bottom_up = sorted(query.layers, key=cnn.index)
     lowering = Lowering(images=prepared.images, table=prepared.table, settings=settings)
-    staging = staging_directory(into, query.options.overwrite) if into else None
+    spark = prepared.images.sparkSession
+    remote = hadoop.stage(spark, into, query.options.overwrite) if into and is_uri(into) else None
+    if remote is not None:
+        staging: str | None = remote[1].qualified
+    else:
+        staging = staging_directory(into, query.options.overwrite) if into else None
 
     def write(run: LayerRun, table: DataFrame) -> None:
         if staging is not None:
@@ -148,11 +159,20 @@ def run_plan(
             peak_memory=memory.peak,
             into=into,
         )
-        if staging is not None and into is not None:
+        if remote is not None:
+            with tempfile.TemporaryDirectory() as local:
+                write_report(local, result)
+                for name in sorted(os.listdir(local)):
+                    remote[1].child(name).upload(os.path.join(local, name))
+            hadoop.publish(remote[1], remote[0])
+        elif staging is not None and into is not None:
             write_report(staging, result)
             publish(staging, into)
     except BaseException as error:
-        if staging is not None:
+        if remote is not None:
+            with contextlib.suppress(Exception):
+                remote[1].delete()
+        elif staging is not None:
             shutil.rmtree(staging, ignore_errors=True)
         raise_worker_error(error, query)
         raise
