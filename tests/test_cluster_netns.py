@@ -196,3 +196,20 @@ def test_a_plan_no_worker_can_host_is_refused_before_submission(
     status = cluster.status()
     assert len(status.get("completedapps", [])) == apps  # type: ignore[arg-type]
     assert not status.get("activeapps")
+
+
+def test_explain_sizes_the_plan_for_the_clusters_workers(
+    cluster: NetnsCluster, foods: FoodsDataset
+) -> None:
+    import vista_sql
+
+    sql = (
+        f"TRANSFER FEATURES OF '{foods.images_dir}' AS i FROM CNN alexnet WEIGHTS RANDOM SEED 7"
+        f" LAYERS (fc7, fc8) JOIN '{foods.table_path}' AS f ON i.id = f.id"
+        " TRAIN LOGREG LABEL healthy WITH (cache = false)"
+    )
+    text = vista_sql.explain(sql, master=cluster.master_url)
+    assert "2.5 GiB, 1 cores x 2 nodes" in text
+    assert f"nodes: standalone master {cluster.master_ui}/json/: 2 alive workers" in text
+    assert "spark.executor.instances=2" in text and "spark.executor.cores=1" in text
+    assert "spark.executor.memoryOverhead=" in text

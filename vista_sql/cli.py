@@ -119,7 +119,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "explain":
             import vista_sql
 
-            print(vista_sql.explain(_statement_text(args), tables=_tables(args.table)))
+            print(
+                vista_sql.explain(
+                    _statement_text(args), tables=_tables(args.table), master=args.master
+                )
+            )
             return 0
         if args.command == "run":
             return _run(args)
