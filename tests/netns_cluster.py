@@ -23,6 +23,7 @@ import os
 import shutil
 import signal
 import subprocess
+import threading
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -168,6 +169,15 @@ def netns_cluster(work: Path, worker_count: int = 2) -> Iterator[NetnsCluster]:
         spark_home=spark_home,
         env=base_env,
     )
+
+    def terminated(signum: int, frame: object) -> None:
+        raise SystemExit(f"terminated by signal {signum}")  # so that the cleanup below runs
+
+    previous = (
+        signal.signal(signal.SIGTERM, terminated)
+        if threading.current_thread() is threading.main_thread()
+        else None
+    )
     try:
         _ip("link", "add", bridge, "type", "bridge")
         links.append(bridge)
@@ -264,3 +274,5 @@ def netns_cluster(work: Path, worker_count: int = 2) -> Iterator[NetnsCluster]:
             subprocess.run(["ip", "link", "del", link], capture_output=True)
         for log in logs:
             log.close()  # type: ignore[attr-defined]
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)

@@ -144,3 +144,10 @@ def test_one_node_plans_become_one_executor() -> None:
     assert conf["spark.executor.memory"] == "1536m"
     assert conf["spark.executor.cores"] == conf["spark.cores.max"] == "2"
     assert conf["spark.executor.processTreeMetrics.enabled"] == "true"
+
+
+def test_with_every_figure_needs_no_discovery() -> None:
+    options = Options(nodes=2, cores=1, memory=2**30)
+    # no master answers at this address: WITH says everything, so nothing is asked
+    assert cluster.discover("spark://198.18.255.254:7077", options=options) is None
+    assert cluster.discover("local[2]") is None

@@ -96,7 +96,7 @@ def explain_statement(statement: ExplainStatement, catalog: Catalog, **kwargs: A
     if master is not None:  # a cluster's shape, not this machine's (physical.cluster)
         from vista_sql.physical.cluster import cluster_resources, discover
 
-        shape = discover(master)
+        shape = discover(master, options=query.options)
         if shape is not None:
             resources = cluster_resources(query.options, shape, resources)
     decision = decide(

@@ -145,11 +145,16 @@ def settings_shape(conf: Mapping[str, str], manager: str) -> ClusterShape | None
     return ClusterShape(workers=(worker,) * int(instances), source=f"{manager} session settings")
 
 
-def discover(master: str, conf: Mapping[str, str] | None = None) -> ClusterShape | None:
-    """The shape of the cluster at ``master``; None in local mode or when nothing says."""
+def discover(
+    master: str, conf: Mapping[str, str] | None = None, options: Options | None = None
+) -> ClusterShape | None:
+    """The shape of the cluster at ``master``; None in local mode, when WITH gives every figure
+    (``options``: nodes, cores and memory), or when nothing says."""
     from vista_sql.physical.session import is_local
 
     if is_local(master):
+        return None
+    if options is not None and None not in (options.nodes, options.cores, options.memory):
         return None
     ui = master_ui(master)
     if ui is not None:

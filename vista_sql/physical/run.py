@@ -271,7 +271,9 @@ def run_query(
     resources = machine_resources(query.options)
     submitted = submitted_conf() if given is None and master is None else {}
     target = master if master is not None else submitted.get("spark.master")
-    shape = discover(target, submitted) if given is None and target is not None else None
+    shape = (
+        discover(target, submitted, query.options) if given is None and target is not None else None
+    )
     if shape is not None:
         resources = cluster_resources(query.options, shape, resources)
     store = store_settings(query.options)
