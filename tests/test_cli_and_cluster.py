@@ -147,7 +147,15 @@ def standalone(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             if time.monotonic() > deadline:
                 pytest.fail("the standalone worker did not register: see " + str(work))
             time.sleep(1)
-        yield url
+        saved = os.environ.get("VISTA_SQL_MASTER_UI")
+        os.environ["VISTA_SQL_MASTER_UI"] = f"http://127.0.0.1:{ui}"  # the shape's source
+        try:
+            yield url
+        finally:
+            if saved is None:
+                os.environ.pop("VISTA_SQL_MASTER_UI", None)
+            else:
+                os.environ["VISTA_SQL_MASTER_UI"] = saved
     finally:
         for process in started:
             os.killpg(process.pid, signal.SIGTERM)

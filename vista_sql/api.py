@@ -115,12 +115,20 @@ def explain_statement(statement: ExplainStatement, catalog: Catalog, **kwargs: A
     from vista_sql.physical.store import stored_layers
 
     tables = kwargs.get("tables")
+    resources = machine_resources(query.options)
+    master = kwargs.get("master")
+    if master is not None:  # a cluster's shape, not this machine's (physical.cluster)
+        from vista_sql.physical.cluster import cluster_resources, discover
+
+        shape = discover(master, options=query.options)
+        if shape is not None:
+            resources = cluster_resources(query.options, shape, resources)
     decision = decide(
         query,
         catalog,
         tables,
         stats=_query_source_stats(query, tables, kwargs.get("spark")),
-        resources=machine_resources(query.options),
+        resources=resources,
         stored=stored_layers(query, catalog, tables),
     )
     mode: Literal["cost"] | None = "cost" if statement.mode == "cost" else None

@@ -15,6 +15,9 @@ from typing import Literal
 from vista_sql.logical.query import JoinStrategy, StorageLevel
 from vista_sql.units import MiB
 
+OVERHEAD_MIN = 384 * MiB
+"""Spark's own floor for spark.executor.memoryOverhead."""
+
 STORAGE_LEVELS: dict[str, str] = {
     "deserialized": "MEMORY_AND_DISK_DESER",
     "serialized": "MEMORY_AND_DISK",
@@ -86,6 +89,9 @@ class SparkConfig:
     gpu: bool
     persist_level: StorageLevel | None
     """The persistence level of every Persist in the plan (None when the plan persists nothing)."""
+    overhead_bytes: int = 0
+    """A node's estimated memory outside the executor heap (JVM native memory, Python workers):
+    spark.executor.memoryOverhead, which YARN and Kubernetes add to the executor's container."""
 
     def as_spark_conf(self) -> dict[str, str]:
         """The settings as Spark configuration keys and string values, sorted by key."""
@@ -116,6 +122,7 @@ class SparkConfig:
             conf["spark.executor.instances"] = str(self.nodes)
             conf["spark.cores.max"] = str(self.executor_cores * self.nodes)
             conf["spark.driver.memory"] = _memory(self.driver_heap_bytes)
+            conf["spark.executor.memoryOverhead"] = _memory(max(OVERHEAD_MIN, self.overhead_bytes))
         if self.max_result_bytes is not None:
             conf["spark.driver.maxResultSize"] = _memory(self.max_result_bytes)
         if self.gpu:

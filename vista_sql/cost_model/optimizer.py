@@ -464,6 +464,7 @@ def _estimate(
         max_result_bytes=max_result,
         gpu=resources.gpu_memory_bytes is not None,
         persist_level=choice.persist if has_persist else None,
+        overhead_bytes=max(0, math.ceil(memory.peak_known) - memory.heap_bytes),
     )
     return PhysicalPlan(
         alternative=alternative.name,

@@ -13,10 +13,12 @@ import csv
 import io
 import json
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote, urlparse
 
 from vista_sql.cost_model.estimate import Estimate, Precision
 from vista_sql.errors import DataError, SemanticError
@@ -186,10 +188,21 @@ def gather_stats(query: TransferQuery, tables: Mapping[str, Any] | None = None) 
 
 def _path_of(source: SourceRef, tables: Mapping[str, Any] | None) -> Path | None:
     if source.kind == "path":
-        return Path(source.name)
+        return _local(source.name)
     given = (tables or {}).get(source.name)
     if isinstance(given, (str, os.PathLike)):
-        return Path(given)
+        return _local(os.fspath(given))
+    return None
+
+
+def _local(path: str) -> Path | None:
+    """A path or ``file:`` URI as a path on this machine; None for other file-system URIs
+    (``hdfs://``, ``s3a://``: listed by Spark at run time, unknown to the plan)."""
+    scheme = re.match(r"([A-Za-z][A-Za-z0-9+.-]*):", path)
+    if scheme is None or re.match(r"[A-Za-z]:[\\/]", path):
+        return Path(path)
+    if scheme.group(1).lower() == "file":
+        return Path(unquote(urlparse(path).path))
     return None
 
 

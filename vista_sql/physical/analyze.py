@@ -7,7 +7,9 @@ sum of the cost model's operator times attributed the same way: an operator shar
 branches counts for the first branch that runs (bottom layer first), as it is computed there;
 so does the start-up (Python workers, model building), which happens in that first stage.
 Memory compares the estimated peak of the node with the measured peak resident memory of the
-whole process tree (driver, JVM, Python workers).
+whole process tree (driver, JVM, Python workers); on a cluster, where the driver's machine does not
+see the executors, with each executor's peak from Spark's executor metrics, the worst node shown
+against the per-node estimate.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from typing import Any
 from vista_sql.cost_model.estimate import Estimate, format_seconds, total
 from vista_sql.cost_model.optimizer import Decision
 from vista_sql.logical.plan import Evaluate, Plan, Train, Workload
+from vista_sql.physical.cluster import ExecutorPeak
 from vista_sql.physical.executor import RunOutcome, branch_parts
 from vista_sql.physical.monitor import MemorySample
 from vista_sql.units import format_bytes
@@ -99,6 +102,7 @@ def analyze_text(
     order: list[str],
     seconds: float,
     peak: MemorySample | None,
+    executors: list[ExecutorPeak] | None = None,
 ) -> str:
     """The plain EXPLAIN text, then per layer and stage estimated vs measured, then totals."""
     rows = stage_rows(decision, plan, outcome, order)
@@ -125,12 +129,41 @@ def analyze_text(
         )
     else:
         lines.append(f"peak memory   estimated {chosen.peak.format('bytes')}, measured ?")
+    lines += _executor_lines(chosen.peak, executors or [])
     for timing in outcome.timings:
         lines.append(
             f"materialised  {timing.node.describe()}: {timing.rows} rows in"
             f" {format_seconds(timing.seconds)}"
         )
     return "\n".join(lines) + "\n"
+
+
+def worst_node(executors: list[ExecutorPeak]) -> ExecutorPeak | None:
+    """The executor with the largest measured process-tree peak (None when none was measured)."""
+    measured = [e for e in executors if e.total is not None]
+    return max(measured, key=lambda e: e.total or 0, default=None)
+
+
+def _executor_lines(estimate: Estimate, executors: list[ExecutorPeak]) -> list[str]:
+    """Per executor its measured peaks, then the worst node against the per-node estimate."""
+    lines = []
+
+    def size(value: int | None) -> str:
+        return "?" if value is None else format_bytes(value)
+
+    for e in executors:
+        lines.append(
+            f"executor {e.executor:<4} on {e.host}: peak JVM heap {size(e.jvm_heap)},"
+            f" JVM resident {size(e.jvm_rss)}, Python workers {size(e.python_rss)}"
+        )
+    worst = worst_node(executors)
+    if worst is not None and worst.total is not None:
+        lines.append(
+            f"worst node    {worst.host} (executor {worst.executor}): measured"
+            f" {format_bytes(worst.total)}, estimated per node {estimate.format('bytes')}"
+            f" (ratio {_ratio(estimate, worst.total)})"
+        )
+    return lines
 
 
 def analyze_json(
@@ -141,6 +174,7 @@ def analyze_json(
     order: list[str],
     seconds: float,
     peak: MemorySample | None,
+    executors: list[ExecutorPeak] | None = None,
 ) -> dict[str, Any]:
     rows = stage_rows(decision, plan, outcome, order)
     return {
@@ -163,5 +197,16 @@ def analyze_json(
                 "measured_jvm": None if peak is None else peak.jvm,
                 "measured_python_workers": None if peak is None else peak.python_workers,
             },
+            "executors": [
+                {
+                    "executor": e.executor,
+                    "host": e.host,
+                    "peak_jvm_heap_bytes": e.jvm_heap,
+                    "peak_jvm_rss_bytes": e.jvm_rss,
+                    "peak_python_rss_bytes": e.python_rss,
+                    "peak_bytes": e.total,
+                }
+                for e in executors or []
+            ],
         },
     }

@@ -152,7 +152,7 @@ class LayerFeatures:
         """The store's entry of the layer's features as (KEY, values), good images only."""
         from pyspark.sql import functions as F
 
-        from vista_sql.physical.store_io import VALUES
+        from vista_sql.physical.store.spark_io import VALUES
         from vista_sql.udfs.columns import ERROR_COLUMN
 
         if self.store is None or self.keys is None:

@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from pyspark.sql import DataFrame
 
     from vista_sql.cost_model.optimizer import Decision
+    from vista_sql.physical.cluster import ExecutorPeak
     from vista_sql.physical.features import LayerFeatures
 
 METRICS = ("accuracy", "f1", "auc")
@@ -111,17 +112,31 @@ class TransferResult:
         )
         return frame.iloc[order[0]]
 
-    def explained_by(self, decision: Decision, outcome: RunOutcome, order: list[str]) -> None:
+    def explained_by(
+        self,
+        decision: Decision,
+        outcome: RunOutcome,
+        order: list[str],
+        executors: list[ExecutorPeak] | None = None,
+    ) -> None:
         """Keep what ``explain()`` and ``explain_json()`` need once the run is over: the
-        optimizer's ``decision`` (its EXPLAIN becomes ``plan``), what ran (``outcome``), and the
-        layers bottom up (``order``). EXPLAIN ANALYZE is drawn only when asked."""
+        optimizer's ``decision`` (its EXPLAIN becomes ``plan``), what ran (``outcome``), the
+        layers bottom up (``order``) and, on a cluster, each executor's peak memory
+        (``executors``). EXPLAIN ANALYZE is drawn only when asked."""
         self.plan = explain_text(decision)
         chosen = decision.chosen.plan
         self._explain = lambda: analyze_text(
-            decision, self.plan, chosen, outcome, order, self.seconds, self.peak_memory
+            decision, self.plan, chosen, outcome, order, self.seconds, self.peak_memory, executors
         )
         self._explain_json = lambda: analyze_json(
-            decision, explain_json(decision), chosen, outcome, order, self.seconds, self.peak_memory
+            decision,
+            explain_json(decision),
+            chosen,
+            outcome,
+            order,
+            self.seconds,
+            self.peak_memory,
+            executors,
         )
 
     def serve_features(self, features: LayerFeatures) -> None:

@@ -2,12 +2,16 @@
 
 The order is chosen so that bad input fails fast and nothing is lost silently: read both sources,
 check keys, labels and features (no pixels touched), count keys on one side only, then run the
-plan layer by layer, then write INTO (staged in a temporary directory, renamed when complete).
+plan layer by layer, then write INTO (staged in a temporary directory, renamed when complete; an
+INTO that is a Hadoop URI is staged and renamed through Spark's Hadoop file system).
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
 import shutil
+import tempfile
 import time
 import warnings
 from collections.abc import Mapping
@@ -20,6 +24,15 @@ from vista_sql.cost_model.resources import Resources
 from vista_sql.cost_model.stats import DataStats, gather_stats
 from vista_sql.logical.plan import Workload
 from vista_sql.logical.query import TransferQuery
+from vista_sql.physical import hadoop
+from vista_sql.physical.cluster import (
+    ClusterShape,
+    check_fits,
+    cluster_resources,
+    discover,
+    executor_conf,
+    executor_peaks,
+)
 from vista_sql.physical.executor import (
     LayerHook,
     LayerRun,
@@ -36,6 +49,7 @@ from vista_sql.physical.features import (
     table_name,
 )
 from vista_sql.physical.gpu import machine_resources
+from vista_sql.physical.hadoop import is_uri
 from vista_sql.physical.lower import Lowering, LoweringSettings
 from vista_sql.physical.monitor import PeakMemory
 from vista_sql.physical.prepare import (
@@ -49,6 +63,7 @@ from vista_sql.physical.prepare import (
 )
 from vista_sql.physical.progress import Progress
 from vista_sql.physical.result import (
+    OUTPUT_MARKER,
     TransferResult,
     publish,
     staging_directory,
@@ -57,10 +72,12 @@ from vista_sql.physical.result import (
 )
 from vista_sql.physical.session import (
     advice,
-    cluster_conf,
     connect_session,
     foreign_active_session,
+    is_connect,
+    is_local,
     owned_session,
+    submitted_conf,
 )
 from vista_sql.physical.sources import KEY, read_images, read_table, resolve
 from vista_sql.physical.store import (
@@ -146,7 +163,11 @@ def run_plan(
     spark = prepared.images.sparkSession
     if query.into_table is not None:
         check_into_tables(spark, query.into_table, query.layers, query.options.overwrite)
-    staging = staging_directory(into, query.options.overwrite, query) if into else None
+    remote = hadoop.stage(spark, into, query.options.overwrite) if into and is_uri(into) else None
+    if remote is not None:
+        staging: str | None = remote[1].qualified
+    else:
+        staging = staging_directory(into, query.options.overwrite, query) if into else None
     tables_written: list[str] = []
 
     def write(run: LayerRun, table: DataFrame) -> None:
@@ -188,11 +209,21 @@ def run_plan(
             peak_memory=memory.peak,
             into=into,
         )
-        if staging is not None and into is not None:
+        if remote is not None:
+            with tempfile.TemporaryDirectory() as local:
+                write_report(local, result)
+                # the marker last: a directory holding it is complete
+                for name in sorted(os.listdir(local), key=lambda n: (n == OUTPUT_MARKER, n)):
+                    remote[1].child(name).upload(os.path.join(local, name))
+            hadoop.publish(remote[1], remote[0])
+        elif staging is not None and into is not None:
             write_report(staging, result)
             publish(staging, into)
     except BaseException as error:
-        if staging is not None:
+        if remote is not None:
+            with contextlib.suppress(Exception):
+                remote[1].delete()
+        elif staging is not None:
             shutil.rmtree(staging, ignore_errors=True)
         drop_tables(spark, tables_written)
         raise_worker_error(error, query)
@@ -287,6 +318,11 @@ class Planning:
     store: StoreSettings
     keys: StatementKeys | None
     stored: tuple[StoredLayer, ...]
+    target: str | None = None
+    """The master the plan runs on when vista_sql starts the session (``master=`` or the one
+    ``spark-submit`` gave); None for a user's session or local mode by default."""
+    shape: ClusterShape | None = None
+    """The cluster's workers, discovered from ``target``, that the plan is sized for."""
 
 
 def plan_inputs(
@@ -294,13 +330,24 @@ def plan_inputs(
     query: TransferQuery,
     catalog: Catalog,
     tables: Mapping[str, Any] | None,
+    master: str | None = None,
 ) -> Planning:
-    """Data statistics (completed from ``given`` when listings cannot count), the machine's
-    resources, and the feature store's entries for the statement."""
+    """Data statistics (completed from ``given`` when listings cannot count), the resources (a
+    cluster's smallest worker where vista_sql starts the session on one, else this machine's),
+    and the feature store's entries for the statement."""
     stats = gather_stats(query, tables)
     if given is not None:
         stats = spark_stats(given, query, tables, stats)
     resources = machine_resources(query.options)
+    target: str | None = None
+    shape: ClusterShape | None = None
+    if given is None:
+        submitted = submitted_conf() if master is None else {}
+        target = master if master is not None else submitted.get("spark.master")
+        if target is not None:
+            shape = discover(target, submitted, query.options)
+        if shape is not None:
+            resources = cluster_resources(query.options, shape, resources)
     store = store_settings(query.options)
     keys = statement_keys(query, catalog, tables) if store.enabled else None
     stored = stored_layers(query, catalog, tables, keys) if keys is not None else ()
@@ -312,21 +359,26 @@ def plan_inputs(
             warnings.warn(
                 f"feature store entry dropped and recomputed: {reason}", StoreWarning, stacklevel=3
             )
-    return Planning(stats, resources, store, keys, stored)
+    return Planning(stats, resources, store, keys, stored, target, shape)
 
 
 def configured_session(
     given: SparkSession | None,
     decision: Decision,
+    planning: Planning,
     master: str | None,
     user_conf: Mapping[str, str] | None = None,
 ) -> tuple[SparkSession, list[str], dict[str, str]]:
     """The session that runs the plan: the user's own (with advice on the settings the optimizer
-    chose that it lacks), or one built with those settings; and the settings themselves (the
-    optimizer's, then ``user_conf`` over them)."""
-    conf = decision.chosen.config.as_spark_conf()
-    if master is not None and not master.startswith(("local", "sc://")):
-        conf = cluster_conf(conf, master)
+    chose that it lacks), or one built with those settings (per executor on a cluster, refused
+    up front when no worker can host it); and the settings themselves (the optimizer's, then
+    ``user_conf`` over them)."""
+    config = decision.chosen.config
+    conf = config.as_spark_conf()
+    if planning.target is not None and not is_local(planning.target):
+        conf = executor_conf(config)
+    if planning.shape is not None:
+        check_fits(config, conf, planning.shape)
     conf = {**conf, **(user_conf or {})}
     if given is not None:
         return given, advice(given, conf), conf
@@ -374,7 +426,7 @@ def run_query(
     given = spark if spark is not None else _session_of(tables) or foreign_active_session()
     if given is None and master is not None and master.startswith("sc://"):
         given = connect_session(master)
-    planning = plan_inputs(given, query, catalog, tables)
+    planning = plan_inputs(given, query, catalog, tables, master)
 
     def decision_with(stored: tuple[StoredLayer, ...]) -> Decision:
         return decide(
@@ -388,7 +440,7 @@ def run_query(
         )
 
     decision = decision_with(planning.stored)
-    session, notes, spark_conf = configured_session(given, decision, master, conf)
+    session, notes, spark_conf = configured_session(given, decision, planning, master, conf)
     prepared = prepare(session, query, tables)
     image_key_type = prepared.images.schema[KEY].dataType.simpleString()
     if any(layer.key_type != image_key_type for layer in planning.stored):
@@ -436,5 +488,13 @@ def run_query(
     result.advice = notes
     result.spark_conf = dict(sorted(spark_conf.items()))
     result.plan_choice = {"alternative": chosen.alternative, **asdict(chosen.choice)}
-    result.explained_by(decision, outcome, sorted(query.layers, key=cnn.index))
+    on_cluster = not is_connect(session) and not is_local(
+        str(session.conf.get("spark.master", "local"))
+    )
+    result.explained_by(
+        decision,
+        outcome,
+        sorted(query.layers, key=cnn.index),
+        executor_peaks(session) if on_cluster else [],
+    )
     return result

@@ -5,6 +5,15 @@ vista_sql owns at most one session per process. Settings that only take effect w
 configuration differs in those, the owned session is stopped and a new one started. A session the
 user passes in is never reconfigured; the chosen settings are reported as advice instead.
 
+Masters: in local mode the driver and its executor threads are one process, bound to loopback.
+On a cluster (``spark://``, ``yarn``, ``k8s://``) nothing is bound to loopback: the driver's
+address is Spark's own setting (``spark.driver.host``, else ``SPARK_LOCAL_IP``), else the address
+of the interface that routes to a standalone master (the source address the kernel picks for
+it), else Spark's default. Workers run ``spark.pyspark.python`` / ``PYSPARK_PYTHON`` when set;
+otherwise this interpreter's path, which must then exist on every worker host (docs/cluster.md
+says how to ship a packed environment with ``spark.archives`` instead). A script started by
+``spark-submit`` runs on the master in its submitted configuration.
+
 Faults: Spark's local mode runs each task once unless the master says otherwise, so the owned
 session's master is ``local[N,TASK_ATTEMPTS]``: a Python worker that dies in the middle of
 inference (killed, out of memory) costs a retry of its task, not the statement. The owned session
@@ -50,8 +59,6 @@ STATIC_KEYS = frozenset(
 BASE_CONF: dict[str, str] = {
     "spark.ui.enabled": "false",
     "spark.ui.showConsoleProgress": "false",
-    "spark.driver.host": "127.0.0.1",
-    "spark.driver.bindAddress": "127.0.0.1",
     "spark.sql.execution.arrow.pyspark.enabled": "true",
     "spark.python.worker.reuse": "true",
     "spark.sql.adaptive.enabled": "true",
@@ -60,6 +67,12 @@ BASE_CONF: dict[str, str] = {
     + os.path.join(os.path.dirname(__file__), "log4j2.properties"),
 }
 """What every session vista_sql starts has, whatever the optimizer chose."""
+
+LOOPBACK = "127.0.0.1"
+"""The driver's address in local mode only: no executor on another host has to reach it."""
+
+LOCAL_MASTER = re.compile(r"local(\[.*\])?|local-cluster\[.*\]")
+"""Masters whose executors all run on this machine."""
 
 TASK_ATTEMPTS = 2
 """Attempts per task in the owned local session (Spark's spark.task.maxFailures; local mode
@@ -72,13 +85,102 @@ _connected: Any = None
 client's threads would otherwise keep the interpreter from exiting)."""
 
 
-def worker_environment() -> None:
-    """Make Spark's Python workers run this interpreter (the venv's), quietly, on loopback."""
-    os.environ["PYSPARK_PYTHON"] = sys.executable
+def is_local(master: str) -> bool:
+    """Whether ``master`` runs every executor on this machine (``local``, ``local[N]``, ...)."""
+    return LOCAL_MASTER.fullmatch(master.strip()) is not None
+
+
+def worker_environment(master: str = "local") -> None:
+    """Environment for Spark's launcher and Python workers, quietly.
+
+    In local mode the workers run this interpreter (the venv's) and the JVM binds to loopback.
+    On a cluster a ``PYSPARK_PYTHON`` the user set is kept (it names the workers' Python) and no
+    address is forced.
+    """
+    if is_local(master):
+        os.environ["PYSPARK_PYTHON"] = sys.executable
+        os.environ.setdefault("SPARK_LOCAL_IP", LOOPBACK)
+    else:
+        os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     os.environ["PYSPARK_DRIVER_PYTHON"] = sys.executable
-    os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     os.environ.setdefault("PYARROW_IGNORE_TIMEZONE", "1")
+
+
+def master_endpoint(master: str) -> tuple[str, int] | None:
+    """(host, port) of a standalone master URL (the first of a list); None for other masters."""
+    if not master.startswith("spark://"):
+        return None
+    first = master.removeprefix("spark://").split(",")[0]
+    host, _, port = first.rpartition(":")
+    if not host:
+        host, port = first, "7077"
+    return host.strip("[]"), int(port or 7077)
+
+
+def route_source(host: str, port: int) -> str:
+    """The local address the kernel would send from to reach ``host:port`` (no packet is sent:
+    connecting a UDP socket only chooses the route)."""
+    import socket
+
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_DGRAM) as probe:
+        probe.connect((host, port))
+        return str(probe.getsockname()[0])
+
+
+def driver_conf(master: str, conf: Mapping[str, str]) -> dict[str, str]:
+    """``spark.driver.host`` / ``bindAddress`` for ``master``, unless ``conf`` already says.
+
+    Local mode: loopback. A standalone master: ``SPARK_LOCAL_IP`` when set (Spark's own
+    setting), else the interface that routes to the master. YARN and Kubernetes: Spark's default
+    (its host name resolution), nothing added.
+    """
+    if "spark.driver.host" in conf:
+        return {}
+    if is_local(master):
+        return {"spark.driver.host": LOOPBACK, "spark.driver.bindAddress": LOOPBACK}
+    given = os.environ.get("SPARK_LOCAL_IP")
+    if given and not _loopback(given):  # a loopback one is left from local mode: no use here
+        return {"spark.driver.host": given}
+    endpoint = master_endpoint(master)
+    if endpoint is None:
+        return {}
+    try:
+        return {"spark.driver.host": route_source(*endpoint)}
+    except OSError as error:
+        log.warning("no route to the master %s (%s): Spark picks the driver address", master, error)
+        return {}
+
+
+def _loopback(address: str) -> bool:
+    import ipaddress
+
+    try:
+        return ipaddress.ip_address(address).is_loopback
+    except ValueError:
+        return address == "localhost"
+
+
+def python_conf(master: str, conf: Mapping[str, str]) -> dict[str, str]:
+    """``spark.pyspark.python`` for the workers: this interpreter in local mode; on a cluster
+    the one ``conf`` or ``PYSPARK_PYTHON`` names, else this interpreter's path (the same path
+    must then exist on every worker host)."""
+    if is_local(master):
+        return {"spark.pyspark.python": sys.executable}
+    if "spark.pyspark.python" in conf:
+        return {}
+    return {"spark.pyspark.python": os.environ.get("PYSPARK_PYTHON") or sys.executable}
+
+
+def submitted_conf() -> dict[str, str]:
+    """The configuration of a script started by ``spark-submit`` (its JVM is already running,
+    with the submitted settings, the master among them, as system properties); else empty."""
+    if "PYSPARK_GATEWAY_PORT" not in os.environ:
+        return {}
+    from pyspark import SparkConf
+
+    return dict(SparkConf().getAll())
 
 
 def owned_session(conf: Mapping[str, str], master: str | None = None) -> SparkSession:
@@ -87,11 +189,14 @@ def owned_session(conf: Mapping[str, str], master: str | None = None) -> SparkSe
     from pyspark.sql import SparkSession
 
     wanted = {**BASE_CONF, **conf}
+    if master is None:
+        master = submitted_conf().get("spark.master")
     if master is not None:
         wanted["spark.master"] = master
     wanted.setdefault("spark.master", "local[*]")
     wanted["spark.master"] = with_task_retries(wanted["spark.master"])
-    wanted["spark.pyspark.python"] = sys.executable
+    wanted.update(driver_conf(wanted["spark.master"], wanted))
+    wanted.update(python_conf(wanted["spark.master"], wanted))
     static = {k: v for k, v in wanted.items() if k in STATIC_KEYS}
     if _owned is not None and _alive(_owned):
         if {k: v for k, v in _owned_conf.items() if k in STATIC_KEYS} == static:
@@ -103,7 +208,7 @@ def owned_session(conf: Mapping[str, str], master: str | None = None) -> SparkSe
         log.info("restarting vista_sql's Spark session for new static settings")
         _owned.stop()
         _owned = None
-    worker_environment()
+    worker_environment(wanted["spark.master"])
     builder = SparkSession.builder.appName("vista_sql")
     for key, value in wanted.items():
         builder = builder.config(key, value)
@@ -144,18 +249,6 @@ def foreign_active_session() -> SparkSession | None:
     if active is None or active is _owned or not _alive(active):
         return None
     return active
-
-
-def cluster_conf(conf: Mapping[str, str], master: str) -> dict[str, str]:
-    """The chosen local-mode settings restated for a standalone cluster at ``master``: one
-    executor with the chosen heap and task slots."""
-    adapted = {k: v for k, v in conf.items() if k != "spark.master"}
-    slots = conf.get("spark.master", "local[1]").removeprefix("local[").rstrip("]")
-    if master.startswith("spark://") and slots.isdigit():
-        adapted["spark.executor.cores"] = slots
-        adapted["spark.cores.max"] = slots
-        adapted["spark.executor.memory"] = conf.get("spark.driver.memory", "1g")
-    return adapted
 
 
 def _setting(session: SparkSession, key: str) -> str | None:

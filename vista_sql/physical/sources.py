@@ -18,6 +18,10 @@ image files (which Spark's file scan skips) are read as empty images, so they ar
 undecodable; image files whose name is not an id of the structured key's type are
 ``unnamed_files``; everything else is ``other_files``. Errors about a source point at it in the
 statement.
+
+A path that is a Hadoop file-system URI (``hdfs://``, ``s3a://``, ``file://``) goes to Spark as it
+is; its existence and its listing come from the Hadoop file system in the driver's JVM
+(``physical.hadoop``), not from this machine's disk.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 from vista_sql.errors import DataError, SemanticError, VistaError, did_you_mean
 from vista_sql.logical.plan import SourceRef
 from vista_sql.logical.query import TransferQuery
+from vista_sql.physical.hadoop import HadoopPath, is_uri
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -121,7 +126,12 @@ def read_table(
 def _read_structured_path(spark: SparkSession, path: str, query: TransferQuery) -> DataFrame:
     from pyspark.errors import PySparkException
 
-    if not os.path.exists(path):
+    if is_uri(path):
+        target = HadoopPath(spark, path)
+        exists, is_dir = target.exists(), target.is_dir()
+    else:
+        exists, is_dir = os.path.exists(path), os.path.isdir(path)
+    if not exists:
         raise source_error(query, "table", f"no such file or directory: '{path}'")
     lowered = path.lower().rstrip("/")
     try:
@@ -132,7 +142,7 @@ def _read_structured_path(spark: SparkSession, path: str, query: TransferQuery) 
             if "_corrupt_record" in frame.columns:  # one JSON document (an array), not JSON Lines
                 frame = spark.read.option("multiLine", "true").json(path)
             return frame
-        if lowered.endswith(".parquet") or os.path.isdir(path):
+        if lowered.endswith(".parquet") or is_dir:
             return spark.read.parquet(path)
     except PySparkException as error:  # unreadable: not Parquet, no files, a broken footer ...
         reason = str(error).splitlines()[0] if str(error) else type(error).__name__
@@ -173,26 +183,32 @@ class DirectoryListing:
 
 def list_image_directory(path: str) -> DirectoryListing:
     """Every file under ``path``, sorted into images, empty images and other files."""
+    entries = []
+    for root, _dirs, files in os.walk(path):
+        for name in files:
+            full = os.path.join(root, name)
+            entries.append(
+                (os.path.relpath(full, path).replace(os.sep, "/"), os.path.getsize(full))
+            )
+    return classify_files(entries)
+
+
+def classify_files(entries: list[tuple[str, int]]) -> DirectoryListing:
+    """(relative path, size) of every file of a directory, sorted as Spark's binaryFile source
+    reads them: under a hidden folder or hidden themselves, or not images: other files."""
     extensions = {e for x in IMAGE_EXTENSIONS for e in (x, x.upper())}
     images: list[str] = []
     empty: list[str] = []
     other: list[str] = []
-    for root, dirs, files in os.walk(path):
-        hidden_dirs = [d for d in dirs if d.startswith((".", "_"))]
-        dirs[:] = sorted(d for d in dirs if d not in hidden_dirs)
-        for directory in hidden_dirs:
-            for inner_root, _inner_dirs, inner_files in os.walk(os.path.join(root, directory)):
-                other.extend(
-                    os.path.relpath(os.path.join(inner_root, f), path) for f in inner_files
-                )
-        for name in files:
-            relative = os.path.relpath(os.path.join(root, name), path)
-            if name.startswith((".", "_")) or name.rsplit(".", 1)[-1] not in extensions:
-                other.append(relative)
-            elif os.path.getsize(os.path.join(root, name)) == 0:
-                empty.append(relative)
-            else:
-                images.append(relative)
+    for relative, size in entries:
+        *folders, name = relative.split("/")
+        hidden = any(part.startswith((".", "_")) for part in [*folders, name])
+        if hidden or name.rsplit(".", 1)[-1] not in extensions:
+            other.append(relative)
+        elif size == 0:
+            empty.append(relative)
+        else:
+            images.append(relative)
     return DirectoryListing(tuple(sorted(images)), tuple(sorted(empty)), tuple(sorted(other)))
 
 
@@ -201,10 +217,18 @@ def _read_image_directory(
 ) -> ImageSource:
     from pyspark.sql import functions as F
 
-    if not os.path.isdir(path):
-        problem = "is not a directory" if os.path.exists(path) else "does not exist"
+    remote = HadoopPath(spark, path) if is_uri(path) else None
+    is_dir = remote.is_dir() if remote is not None else os.path.isdir(path)
+    if not is_dir:
+        exists = remote.exists() if remote is not None else os.path.exists(path)
+        problem = "is not a directory" if exists else "does not exist"
         raise source_error(query, "images", f"the image source '{path}' {problem}")
-    listing = list_image_directory(path)
+    if remote is not None:
+        listing = classify_files([(e.path, e.size) for e in remote.walk()])
+        prefix = remote.qualified.rstrip("/") + "/"
+    else:
+        listing = list_image_directory(path)
+        prefix = ""
     if not listing.images and not listing.empty_images:
         raise source_error(
             query,
@@ -224,15 +248,12 @@ def _read_image_directory(
             .select("path", "content")
         )
     if listing.empty_images:
-        empty = [
-            (f"file:{os.path.abspath(os.path.join(path, name))}", b"")
-            for name in listing.empty_images
-        ]
+        empty = [(_file_uri(prefix, path, name), b"") for name in listing.empty_images]
         raw = raw.unionByName(spark.createDataFrame(empty, "path string, content binary"))
     stem = F.regexp_extract(F.col("path"), r"([^/]+)\.[A-Za-z]+$", 1)
     frame = raw.select(stem.try_cast(key_type).alias(KEY), F.col("content").alias(IMAGE), "path")
     unnamed = sorted(
-        _local_path(row["path"], path)
+        row["path"].removeprefix(prefix) if remote else _local_path(row["path"], path)
         for row in frame.filter(F.col(KEY).isNull()).select("path").collect()
     )
     return ImageSource(
@@ -240,6 +261,14 @@ def _read_image_directory(
         unnamed_files=tuple(unnamed),
         other_files=listing.other_files,
     )
+
+
+def _file_uri(prefix: str, directory: str, name: str) -> str:
+    """The URI Spark's binaryFile source gives a file of the directory (``prefix``: the
+    directory's qualified URI and a slash, empty for a local path)."""
+    if prefix:
+        return prefix + name
+    return f"file:{os.path.abspath(os.path.join(directory, name))}"
 
 
 def _local_path(uri: str, directory: str) -> str:

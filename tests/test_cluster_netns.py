@@ -1,0 +1,215 @@
+"""Statements on a real two-host Spark standalone cluster built from network namespaces.
+
+The cluster (``netns_cluster.py``): a master and two 1-core workers, each in its own network
+namespace and memory cgroup, the driver in the root namespace on its own bridge address. Each
+statement runs in a driver process of its own (``cluster_script.py``), as a user's would.
+Skipped where namespaces cannot be made (not root, no ``ip``, no cgroup v1 memory controller).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from vista_sql.datasets.foods import FoodsDataset, make_foods
+
+sys.path.insert(0, os.path.dirname(__file__))
+from netns_cluster import NetnsCluster, netns_cluster, unavailable_reason
+
+REASON = unavailable_reason() if sys.platform.startswith("linux") else "Linux only"
+pytestmark = [
+    pytest.mark.spark,
+    pytest.mark.tf,
+    pytest.mark.slow,
+    pytest.mark.skipif(REASON is not None, reason=f"no namespace cluster: {REASON}"),
+]
+SCRIPT = str(Path(__file__).with_name("cluster_script.py"))
+RUN_TIMEOUT_S = 480
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NetnsCluster]:
+    with netns_cluster(tmp_path_factory.mktemp("netns")) as made:
+        yield made
+
+
+@pytest.fixture(scope="module")
+def foods(tmp_path_factory: pytest.TempPathFactory) -> FoodsDataset:
+    return make_foods(tmp_path_factory.mktemp("cluster") / "foods", rows=32, seed=3, image_size=48)
+
+
+def run_script(
+    cluster: NetnsCluster,
+    foods: FoodsDataset,
+    cache: Path,
+    *extra: str,
+    master: str | None = None,
+    submit: bool = False,
+) -> tuple[subprocess.CompletedProcess[str], dict[str, Any] | None]:
+    arguments = [
+        "--images",
+        str(foods.images_dir),
+        "--table",
+        str(foods.table_path),
+        "--cache",
+        str(cache),
+        *extra,
+    ]
+    env = {**cluster.env, "PYSPARK_PYTHON": sys.executable, "VISTA_SQL_CACHE": "0"}
+    if submit:
+        command = [
+            os.path.join(cluster.spark_home, "bin", "spark-submit"),
+            "--master",
+            cluster.master_url,
+            SCRIPT,
+            *arguments,
+        ]
+        env["PYSPARK_DRIVER_PYTHON"] = sys.executable
+    else:
+        command = [sys.executable, SCRIPT, *arguments]
+        if master is not None:
+            command += ["--master", master]
+    done = subprocess.run(
+        command, capture_output=True, text=True, env=env, timeout=RUN_TIMEOUT_S, check=False
+    )
+    found = [line for line in done.stdout.splitlines() if line.startswith("VISTA_RESULT ")]
+    return done, json.loads(found[-1].removeprefix("VISTA_RESULT ")) if found else None
+
+
+def metrics(result: dict[str, Any]) -> list[dict[str, Any]]:
+    return result["metrics"]
+
+
+@pytest.fixture(scope="module")
+def local_result(
+    cluster: NetnsCluster, foods: FoodsDataset, tmp_path_factory: pytest.TempPathFactory
+) -> dict[str, Any]:
+    done, result = run_script(cluster, foods, tmp_path_factory.mktemp("cache"), master="local[2]")
+    assert result is not None, done.stderr[-4000:]
+    return result
+
+
+def test_a_statement_on_two_hosts_matches_local_mode(
+    cluster: NetnsCluster,
+    foods: FoodsDataset,
+    local_result: dict[str, Any],
+    tmp_path: Path,
+) -> None:
+    for worker in cluster.workers:
+        assert worker.group is not None
+        with open(worker.group.path / "memory.max_usage_in_bytes", "w") as handle:
+            handle.write("0")  # peaks of this statement only
+    done, result = run_script(cluster, foods, tmp_path / "cache", master=cluster.master_url)
+    assert result is not None, done.stderr[-4000:]
+    assert metrics(result) == metrics(local_result)
+    # shape discovered from the master, not the driver's machine
+    origin = result["resources"]["origin"]
+    assert origin["nodes"].startswith(f"standalone master {cluster.master_ui}/json/")
+    assert result["resources"]["nodes"] == 2 and result["resources"]["cores"] == 1
+    # executors registered from the namespace addresses, on both hosts
+    executors = result["analyze"]["executors"]
+    assert {e["host"] for e in executors} == {w.address for w in cluster.workers}
+    assert all(e["peak_bytes"] for e in executors)
+    assert "worst node" in result["explain"]
+    # each worker's cgroup stayed under its limit; its peak against the per-node estimate
+    estimate = result["analyze"]["peak_memory_bytes"]["estimated"]["value"]
+    for worker in cluster.workers:
+        assert worker.group is not None
+        peak = worker.group.peak_bytes
+        assert peak is not None and peak < worker.group.limit_bytes
+        assert worker.group.oom_kills in (0, None)
+        print(
+            f"{worker.name}: cgroup peak {peak / 2**20:.0f} MiB, estimate per node"
+            f" {estimate / 2**20:.0f} MiB, ratio {peak / estimate:.2f}"
+        )
+
+
+def test_a_killed_executor_is_replaced_and_the_statement_finishes(
+    cluster: NetnsCluster,
+    foods: FoodsDataset,
+    local_result: dict[str, Any],
+    tmp_path: Path,
+) -> None:
+    victim = cluster.workers[0]
+    killed: list[int] = []
+    stop = threading.Event()
+
+    def kill_during_inference() -> None:
+        while not stop.is_set():
+            jvms = cluster.executor_jvms(victim)
+            if jvms and len(cluster.python_workers(victim)) >= 2:  # daemon + a worker inferring
+                os.kill(jvms[0], 9)
+                killed.append(jvms[0])
+                return
+            time.sleep(0.2)
+
+    killer = threading.Thread(target=kill_during_inference, daemon=True)
+    killer.start()
+    try:
+        done, result = run_script(cluster, foods, tmp_path / "cache", master=cluster.master_url)
+    finally:
+        stop.set()
+        killer.join()
+    assert killed, "no executor was seen inferring on " + victim.address
+    assert result is not None, done.stderr[-4000:]
+    assert metrics(result) == metrics(local_result)
+
+
+def test_spark_submit_runs_a_script_on_the_cluster(
+    cluster: NetnsCluster,
+    foods: FoodsDataset,
+    local_result: dict[str, Any],
+    tmp_path: Path,
+) -> None:
+    done, result = run_script(cluster, foods, tmp_path / "cache", submit=True)
+    assert result is not None, done.stderr[-4000:]
+    assert metrics(result) == metrics(local_result)
+    assert {e["host"] for e in result["analyze"]["executors"]} <= {
+        w.address for w in cluster.workers
+    }
+
+
+def test_a_plan_no_worker_can_host_is_refused_before_submission(
+    cluster: NetnsCluster, foods: FoodsDataset, tmp_path: Path
+) -> None:
+    apps = len(cluster.status().get("completedapps", []))  # type: ignore[arg-type]
+    done, result = run_script(
+        cluster,
+        foods,
+        tmp_path / "cache",
+        "--with",
+        "cores = 2, executor_cores = 2, memory = '4g'",
+        master=cluster.master_url,
+    )
+    assert result is None
+    assert "ResourceError" in done.stderr
+    assert "2 cores per executor, the largest worker has 1" in done.stderr
+    status = cluster.status()
+    assert len(status.get("completedapps", [])) == apps  # type: ignore[arg-type]
+    assert not status.get("activeapps")
+
+
+def test_explain_sizes_the_plan_for_the_clusters_workers(
+    cluster: NetnsCluster, foods: FoodsDataset
+) -> None:
+    import vista_sql
+
+    sql = (
+        f"TRANSFER FEATURES OF '{foods.images_dir}' AS i FROM CNN alexnet WEIGHTS RANDOM SEED 7"
+        f" LAYERS (fc7, fc8) JOIN '{foods.table_path}' AS f ON i.id = f.id"
+        " TRAIN LOGREG LABEL healthy WITH (cache = false)"
+    )
+    text = vista_sql.explain(sql, master=cluster.master_url)
+    assert "2.5 GiB, 1 cores x 2 nodes" in text
+    assert f"nodes: standalone master {cluster.master_ui}/json/: 2 alive workers" in text
+    assert "spark.executor.instances=2" in text and "spark.executor.cores=1" in text
+    assert "spark.executor.memoryOverhead=" in text
