@@ -117,7 +117,7 @@ def _log(mlflow: Any, result: TransferResult) -> str:
                 "vista_sql.best_layer": str(result.best["layer"]),
             }
         )
-        write_report(directory, result)
+        write_report(directory, result, marker=False)
         with open(os.path.join(directory, "explain.txt"), "w") as handle:
             handle.write(result.explain() + "\n")
         mlflow.log_artifacts(directory)

@@ -364,14 +364,15 @@ def write_layer(staging: str, run: LayerRun, table: Any, labels: tuple[Any, ...]
     model.save(os.path.join(directory, "model"))
 
 
-def write_report(staging: str, result: TransferResult) -> None:
-    """report.json and metrics.png (metrics by layer, bottom to top) under ``staging``, then the
-    marker that makes it replaceable by a later ``overwrite = true``."""
+def write_report(staging: str, result: TransferResult, *, marker: bool = True) -> None:
+    """report.json and metrics.png (metrics by layer, bottom to top) under ``staging``, then
+    (for an INTO directory) the marker that makes it replaceable by a later ``overwrite = true``."""
     with open(os.path.join(staging, "report.json"), "w") as handle:
         json.dump(result.report(), handle, indent=2, sort_keys=True, default=str)
         handle.write("\n")
     plot_metrics(result, os.path.join(staging, "metrics.png"))
-    write_marker(staging)
+    if marker:
+        write_marker(staging)
 
 
 def plot_metrics(result: TransferResult, path: str) -> None:
