@@ -279,7 +279,13 @@ def test_a_statement_runs_on_a_spark_connect_session(
     for row in transfer["layers"]:
         assert row["train_rows"] + row["validation_rows"] == ROWS
         assert 0.0 <= row["accuracy"] <= 1.0
-    assert sorted(os.listdir(target)) == ["fc7", "fc8", "metrics.png", "report.json"]
+    assert sorted(os.listdir(target)) == [
+        ".vista_sql_output.json",
+        "fc7",
+        "fc8",
+        "metrics.png",
+        "report.json",
+    ]
     assert (target / "fc8" / "model" / "metadata").is_dir()
 
 
