@@ -72,3 +72,18 @@ def feature_store_off_by_default(tmp_path_factory: pytest.TempPathFactory) -> It
             os.environ.pop(name, None)
         else:
             os.environ[name] = value
+
+
+# --- Registered CNNs (catalog.register) -----------------------------------------------------------
+
+
+@pytest.fixture(scope="module", autouse=True)
+def registered_cnns_per_module() -> Iterator[None]:
+    """CNNs a test module registers (``vista_sql.register_cnn``) leave the catalog with it: a
+    later module sees the shipped roster, whatever order the modules run in."""
+    from vista_sql import catalog
+
+    saved = dict(catalog._registered)
+    yield
+    catalog._registered.clear()
+    catalog._registered.update(saved)

@@ -1,7 +1,9 @@
 """The command line (run, explain, dataset) and a run on a Spark standalone cluster.
 
 The cluster is a real standalone master and worker, started on 127.0.0.1 with Spark's own
-``spark-class`` launcher from pip's pyspark, and stopped by process id.
+``spark-class`` launcher from pip's pyspark, and stopped by process id. Where network namespaces
+can be made, ``test_cluster_netns.py`` runs statements on a two-host cluster instead (the CLI's
+``--master`` is ``execute(master=...)``), and this one-host cluster is not started.
 """
 
 from __future__ import annotations
@@ -21,6 +23,9 @@ import pytest
 
 from vista_sql.cli import main
 from vista_sql.datasets.foods import FoodsDataset, make_foods
+
+sys.path.insert(0, os.path.dirname(__file__))
+from netns_cluster import unavailable_reason
 
 CLI = [sys.executable, "-m", "vista_sql.cli"]
 
@@ -172,6 +177,10 @@ def standalone(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 @pytest.mark.spark
 @pytest.mark.tf
 @pytest.mark.slow
+@pytest.mark.skipif(
+    sys.platform.startswith("linux") and unavailable_reason() is None,
+    reason="the two-host namespace cluster (test_cluster_netns.py) runs instead",
+)
 def test_run_on_a_standalone_cluster(standalone: str, foods: FoodsDataset, tmp_path: Path) -> None:
     into = tmp_path / "result"
     done = subprocess.run(

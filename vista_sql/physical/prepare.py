@@ -117,10 +117,13 @@ def prepare_table(table: DataFrame, query: TransferQuery) -> PreparedTable:
     no_label = F.col(label).isNull()
     if dict(table.dtypes)[label] in ("float", "double"):
         no_label = no_label | F.isnan(F.col(label))
-    gaps = [F.col(c).isNull() | F.isnan(F.col(c).cast("double")) for c in features]
+    # The per-column expressions are SQL text, parsed once by Spark: built as Column objects they
+    # cost several Py4J round trips each, seconds for a table of a few hundred columns.
+    gaps = [f"({sql_name(c)} IS NULL OR isnan(CAST({sql_name(c)} AS DOUBLE)))" for c in features]
     # One flat expression, not a chain of ORs: a chain over a wide table nests one level per
     # column, deeper than Spark Connect's protobuf decoder accepts (~100 levels).
-    bad = F.array_contains(F.array(F.lit(False), *gaps), True)
+    bad = F.expr(f"array_contains(array({', '.join(['false', *gaps])}), true)")
+    gap_columns = ", ".join(f"max(CAST({gap} AS INT))" for gap in gaps)
     # One job profiles the whole table; the ids behind a problem are fetched only when there is
     # one (Spark jobs cost a fixed ~0.1-0.3 s each, which dominates small inputs).
     profile = table.select(
@@ -128,7 +131,7 @@ def prepare_table(table: DataFrame, query: TransferQuery) -> PreparedTable:
         F.sum(no_label.cast("int")),
         F.sum(bad.cast("int")),
         F.collect_set(F.when(~no_label, F.col(label))),
-        *[F.max(gap.cast("int")) for gap in gaps],
+        F.expr(f"array({gap_columns})"),
     ).collect()[0]
     rows, null_keys, distinct_keys, no_labels, gap_rows, label_values = profile[:6]
     if rows == 0:
@@ -148,7 +151,7 @@ def prepare_table(table: DataFrame, query: TransferQuery) -> PreparedTable:
         )
     if gap_rows:
         bad_rows = table.filter(bad).select(KEY).orderBy(KEY).limit(SHOWN_IDS).collect()
-        columns_with_gaps = [c for c, gap in zip(features, profile[6:], strict=True) if gap]
+        columns_with_gaps = [c for c, gap in zip(features, profile[6], strict=True) if gap]
         raise _data_error(
             query,
             "features" if query.features is not None else "table",
@@ -169,12 +172,17 @@ def prepare_table(table: DataFrame, query: TransferQuery) -> PreparedTable:
         )
     mapping = F.create_map(*[x for i, v in enumerate(values) for x in (F.lit(v), F.lit(float(i)))])
     indexed = table.select(KEY, mapping[F.col(label)].alias(LABEL), *features)
-    structured = F.array(*[F.col(c) for c in features]).cast("array<double>")
+    structured = F.expr(f"CAST(array({', '.join(map(sql_name, features))}) AS array<double>)")
     return PreparedTable(
         frame=indexed.select(KEY, LABEL, structured.alias(STRUCT)),
         features=tuple(features),
         labels=tuple(values),
     )
+
+
+def sql_name(column: str) -> str:
+    """A column name backquoted for Spark SQL text."""
+    return "`" + column.replace("`", "``") + "`"
 
 
 def _data_error(

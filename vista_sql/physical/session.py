@@ -178,8 +178,10 @@ def submitted_conf() -> dict[str, str]:
     with the submitted settings, the master among them, as system properties); else empty."""
     if "PYSPARK_GATEWAY_PORT" not in os.environ:
         return {}
-    from pyspark import SparkConf
+    from pyspark import SparkConf, SparkContext
 
+    # Until the gateway to spark-submit's JVM is open, SparkConf is an empty Python dict.
+    SparkContext._ensure_initialized()
     return dict(SparkConf().getAll())
 
 
