@@ -34,8 +34,10 @@ def statement(data: FoodsDataset, cnn: str, layers: str, extra: str = "") -> str
     )
 
 
-@pytest.mark.parametrize("cnn", ["alexnet", "vgg16", "resnet50"])
-def test_every_roster_model_runs_end_to_end(spark: Any, foods: FoodsDataset, cnn: str) -> None:
+# VGG16 runs end to end in test_reliability_memory.py too (AlexNet, VGG16 and ResNet50 under a
+# memory limit); here the result's columns are checked in detail.
+@pytest.mark.parametrize("cnn", ["alexnet", "resnet50"])
+def test_roster_models_run_end_to_end(spark: Any, foods: FoodsDataset, cnn: str) -> None:
     info = current().cnn(cnn)
     assert info is not None
     result = vista_sql.execute(statement(foods, cnn, "TOP 2"), spark=spark, progress=False)
