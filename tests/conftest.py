@@ -87,3 +87,33 @@ def registered_cnns_per_module() -> Iterator[None]:
     yield
     catalog._registered.clear()
     catalog._registered.update(saved)
+
+
+# --- Order (pytest-xdist) -------------------------------------------------------------------------
+
+SLOWEST_FIRST = (
+    "test_cluster_netns.py",
+    "test_interfaces_spark.py",
+    "test_physical_equivalence.py",
+    "test_reliability_faults.py",
+    "test_reliability_memory.py",
+    "test_store_spark.py",
+    "test_end_to_end.py",
+    "test_security.py",
+    "test_spark_interfaces.py",
+    "test_register_cnn.py",
+    "test_quickstart_notebook.py",
+    "test_physical_train.py",
+    "test_udfs_weights.py",
+    "test_ml_featurizer.py",
+)
+"""Modules of a minute or more, longest first: with ``-n 2 --dist loadfile`` each process takes
+the next module when it is free, so the long ones start early and short ones fill in at the end."""
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    def rank(item: pytest.Item) -> int:
+        name = item.path.name
+        return SLOWEST_FIRST.index(name) if name in SLOWEST_FIRST else len(SLOWEST_FIRST)
+
+    items.sort(key=rank)  # stable: the order within a module, and of the others, is kept
