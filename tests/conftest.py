@@ -89,6 +89,14 @@ def registered_cnns_per_module() -> Iterator[None]:
     catalog._registered.update(saved)
 
 
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """The tiny test CNN (``tiny_cnn.py``), registered for the module that asks for it."""
+    from tiny_cnn import register_tiny_cnn  # tests/ is on sys.path (pytest's rootdir conftest)
+
+    return register_tiny_cnn(tmp_path_factory.mktemp("tiny_cnn"))
+
+
 # --- Order (pytest-xdist) -------------------------------------------------------------------------
 
 SLOWEST_FIRST = (

@@ -21,7 +21,7 @@ from vista_sql.errors import SemanticError
 from vista_sql.grammar.dialect import parse_one
 from vista_sql.logical import models
 from vista_sql.logical.builder import build
-from vista_sql.logical.models.entry import DownstreamModel, float_spec
+from vista_sql.logical.models.entry import DownstreamModel, float_spec, mllib
 from vista_sql.logical.query import TransferQuery
 from vista_sql.units import DOUBLE_BYTES, GiB
 
@@ -30,16 +30,11 @@ ROWS = 48
 """Enough that each of two folds of the training rows holds both classes."""
 
 
-def _naive_bayes(features: str, label: str) -> Any:
-    """Gaussian naive Bayes: takes negative structured features, unlike the multinomial default."""
-    from pyspark.ml.classification import NaiveBayes
-
-    return NaiveBayes(featuresCol=features, labelCol=label, modelType="gaussian")
-
-
 TOY = DownstreamModel(
     name="toy_bayes",
-    build=_naive_bayes,
+    estimator=mllib("NaiveBayes"),
+    # Gaussian: takes negative structured features, unlike the multinomial default
+    estimator_args={"modelType": "gaussian"},
     params={"smoothing": float_spec("smoothing", 0)},
     iterations=lambda param, consts: 1.0,
     input_passes=lambda consts: 1.0,

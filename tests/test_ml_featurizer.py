@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from tiny_cnn import TINY_FEATURES, register_tiny_cnn
+from tiny_cnn import TINY_FEATURES
 
 from vista_sql.datasets.foods import FoodsDataset, make_foods
 from vista_sql.errors import SemanticError
@@ -15,11 +15,6 @@ from vista_sql.errors import SemanticError
 pytestmark = [pytest.mark.spark, pytest.mark.tf]
 
 ROWS = 24
-
-
-@pytest.fixture(scope="module")
-def tiny(tmp_path_factory: pytest.TempPathFactory) -> str:
-    return register_tiny_cnn(tmp_path_factory.mktemp("featurizer_cnn"))
 
 
 @pytest.fixture(scope="module")

@@ -704,21 +704,19 @@ def test_resources_without_any_memory_figure_ask_for_one(
 @pytest.mark.tf
 @pytest.mark.slow
 def test_a_poisoned_store_entry_is_recomputed_with_a_warning_never_read(
-    spark: Any, tmp_path: Path, tmp_path_factory: pytest.TempPathFactory
+    spark: Any, tiny: str, tmp_path: Path
 ) -> None:
     """An entry's Parquet replaced by a valid one with other values (what an attacker who could
     write the store would do) is dropped: the statement's result is a fresh run's."""
     import pyarrow as pa
     import pyarrow.parquet as pq
     from test_store_spark import cached, features, outcome, statement
-    from tiny_cnn import register_tiny_cnn
 
     import vista_sql
     from vista_sql.datasets.foods import make_foods
     from vista_sql.physical.store import FeatureStore
     from vista_sql.physical.store.spark_io import StoreWarning
 
-    tiny = register_tiny_cnn(tmp_path_factory.mktemp("poison_models"))
     foods = make_foods(tmp_path / "foods", rows=24, seed=4, image_size=32)
     images = foods.images_dir
     cache = tmp_path / "cache"

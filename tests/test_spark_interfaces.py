@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from tiny_cnn import TINY_FEATURES, register_tiny_cnn
+from tiny_cnn import TINY_FEATURES
 
 import vista_sql
 from vista_sql.datasets.foods import FoodsDataset, make_foods
@@ -21,11 +21,6 @@ pytestmark = [pytest.mark.spark, pytest.mark.tf]
 
 ROWS = 24
 FEATURES = "energy, protein, fat"
-
-
-@pytest.fixture(scope="module")
-def tiny(tmp_path_factory: pytest.TempPathFactory) -> str:
-    return register_tiny_cnn(tmp_path_factory.mktemp("interfaces_cnn"))
 
 
 @pytest.fixture(scope="module")

@@ -18,7 +18,6 @@ from typing import Any
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
-from tiny_cnn import register_tiny_cnn
 
 import vista_sql
 from vista_sql.datasets.foods import FoodsDataset, make_foods
@@ -27,11 +26,6 @@ from vista_sql.physical.store import FeatureStore, image_fingerprint
 pytestmark = [pytest.mark.spark, pytest.mark.tf, pytest.mark.slow]
 
 ROWS = 24
-
-
-@pytest.fixture(scope="module")
-def tiny(tmp_path_factory: pytest.TempPathFactory) -> str:
-    return register_tiny_cnn(tmp_path_factory.mktemp("store_models"))
 
 
 @pytest.fixture(scope="module")

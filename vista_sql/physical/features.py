@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 from vista_sql.catalog import CnnInfo
 from vista_sql.errors import VistaError
 from vista_sql.logical.plan import LayerOut, WeightsSpec
-from vista_sql.physical.prepare import STRUCT
+from vista_sql.physical.prepare import STRUCT, sql_name
 from vista_sql.physical.sources import IMAGE, KEY
 from vista_sql.physical.train import FEATURES, LABEL
 
@@ -221,4 +221,4 @@ def drop_tables(spark: Any, names: Sequence[str]) -> None:
 
 def quoted(name: str) -> str:
     """A (possibly database-qualified) table name backquoted for Spark SQL."""
-    return ".".join(f"`{part.replace('`', '``')}`" for part in name.split("."))
+    return ".".join(sql_name(part) for part in name.split("."))

@@ -70,20 +70,17 @@ class HadoopPath:
             self.qualified = str(self._fs.makeQualified(self._path).toString())
 
     def child(self, name: str) -> HadoopPath:
-        made = object.__new__(HadoopPath)
-        made.uri = f"{self.qualified.rstrip('/')}/{name}"
-        made._jvm, made._fs = self._jvm, self._fs
-        made._path = self._jvm.org.apache.hadoop.fs.Path(made.uri)
-        made.qualified = made.uri
-        return made
+        return self._on_same_fs(f"{self.qualified.rstrip('/')}/{name}")
 
     def sibling(self, name: str) -> HadoopPath:
-        parent = self.qualified.rstrip("/").rpartition("/")[0]
+        return self._on_same_fs(f"{self.qualified.rstrip('/').rpartition('/')[0]}/{name}")
+
+    def _on_same_fs(self, qualified: str) -> HadoopPath:
+        """The path ``qualified`` (already qualified) on this path's file system."""
         made = object.__new__(HadoopPath)
-        made.uri = f"{parent}/{name}"
+        made.uri = made.qualified = qualified
         made._jvm, made._fs = self._jvm, self._fs
-        made._path = self._jvm.org.apache.hadoop.fs.Path(made.uri)
-        made.qualified = made.uri
+        made._path = self._jvm.org.apache.hadoop.fs.Path(qualified)
         return made
 
     @property

@@ -180,9 +180,9 @@ def prepare_table(table: DataFrame, query: TransferQuery) -> PreparedTable:
     )
 
 
-def sql_name(column: str) -> str:
-    """A column name backquoted for Spark SQL text."""
-    return "`" + column.replace("`", "``") + "`"
+def sql_name(identifier: str) -> str:
+    """One identifier (a column, a table, a database) backquoted for Spark SQL text."""
+    return "`" + identifier.replace("`", "``") + "`"
 
 
 def _data_error(

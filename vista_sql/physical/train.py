@@ -7,6 +7,7 @@ so every plan alternative trains on the same rows and reports the same metrics.
 
 from __future__ import annotations
 
+import importlib
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -54,7 +55,9 @@ def estimator(spec: ModelSpec, n_features: int, n_classes: int, seed: int) -> An
         entry.spark_param_name(k): entry.spark_value(k, v, n_features, n_classes)
         for k, v in spec.params
     }
-    instance = entry.build(FEATURES, LABEL)
+    module, _, name = entry.estimator.rpartition(".")
+    estimator_class = getattr(importlib.import_module(module), name)
+    instance = estimator_class(featuresCol=FEATURES, labelCol=LABEL, **entry.estimator_args)
     if instance.hasParam("seed"):
         params.setdefault("seed", seed)
     return instance.setParams(**params) if params else instance

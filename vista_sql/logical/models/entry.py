@@ -4,7 +4,7 @@ entries are written with."""
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from vista_sql.logical.plan import Value
@@ -28,18 +28,9 @@ def same_value(name: str, value: Value, n_features: int, n_classes: int) -> Any:
     return value
 
 
-def mllib(class_name: str) -> Callable[[str, str], Any]:
-    """A builder of ``pyspark.ml.classification.<class_name>`` reading ``features`` and ``label``.
-
-    pyspark is imported when the builder runs, not when the registry loads: the registry is
-    shared with the statement checks and the cost model, which never load Spark."""
-
-    def build(features: str, label: str) -> Any:
-        import pyspark.ml.classification as classification
-
-        return getattr(classification, class_name)(featuresCol=features, labelCol=label)
-
-    return build
+def mllib(class_name: str) -> str:
+    """The import path of ``pyspark.ml.classification.<class_name>``."""
+    return f"pyspark.ml.classification.{class_name}"
 
 
 @dataclass(frozen=True)
@@ -54,8 +45,10 @@ class DownstreamModel:
 
     name: str
     """As TRAIN names it, lower case (``logreg``)."""
-    build: Callable[[str, str], Any]
-    """``build(features column, label column)``: the MLlib estimator, no parameter set."""
+    estimator: str
+    """The import path of its Spark ML estimator class (``mllib("LogisticRegression")``): a name,
+    not the class, since the registry is shared with the statement checks and the cost model,
+    which never load Spark (``physical.train`` imports it)."""
     params: Mapping[str, ValueSpec]
     """Its parameters (snake_case) -> the values each takes (MLlib's name in ``spark_name``)."""
     iterations: Callable[[ParamLookup, CostConstants], float]
@@ -75,6 +68,8 @@ class DownstreamModel:
     fixed_aggregate_bytes: float | None = None
     """An executor's aggregate per task per iteration when it does not depend on the
     coefficients (trees' histograms); None: two gradients and two blocks."""
+    estimator_args: Mapping[str, Any] = field(default_factory=dict)
+    """Fixed constructor arguments of the estimator, beside its features and label columns."""
     spark_value: Callable[[str, Value, int, int], Any] = same_value
     """``spark_value(param, value, n_features, n_classes)``: a checked value as MLlib takes it."""
 

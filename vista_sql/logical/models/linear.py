@@ -35,7 +35,7 @@ def linear_passes(consts: CostConstants) -> float:
 
 LOGREG = DownstreamModel(
     name="logreg",
-    build=mllib("LogisticRegression"),
+    estimator=mllib("LogisticRegression"),
     params={
         "max_iter": int_spec("maxIter", 0),
         "reg_param": float_spec("regParam", 0),
@@ -56,7 +56,7 @@ LOGREG = DownstreamModel(
 
 LINEAR_SVC = DownstreamModel(
     name="linear_svc",
-    build=mllib("LinearSVC"),
+    estimator=mllib("LinearSVC"),
     params={
         "max_iter": int_spec("maxIter", 0),
         "reg_param": float_spec("regParam", 0),

@@ -34,7 +34,7 @@ def with_input_and_output(name: str, value: Value, n_features: int, n_classes: i
 
 MLP = DownstreamModel(
     name="mlp",
-    build=mllib("MultilayerPerceptronClassifier"),
+    estimator=mllib("MultilayerPerceptronClassifier"),
     params={
         "layers": ValueSpec("sizes", "layers"),
         "max_iter": int_spec("maxIter", 0),

@@ -84,7 +84,7 @@ def _tree_model(
     """A tree model: what the three share of their cost terms, with their own parameters."""
     return DownstreamModel(
         name=name,
-        build=mllib(estimator),
+        estimator=mllib(estimator),
         params={**_TREE, **params},
         iterations=iterations,
         input_passes=tree_passes,
