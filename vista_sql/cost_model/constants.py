@@ -223,6 +223,22 @@ class CostConstants:
         MEASURED,
         "peak RSS of a Python process with pyspark.daemon imported (the fork server of workers)",
     )
+    jvm_resident_base_bytes: float = _c(
+        512 * MiB,
+        "bytes",
+        MEASURED,
+        "resident memory of a Spark JVM beyond the heap it touches (metaspace, code cache,"
+        " threads, GC structures, netty and Arrow buffers): a line through two runs of AlexNet"
+        " conv5..fc8 on 400 rows, the local[2] JVM (RSS 777 MiB, heap 1 GiB) and a standalone"
+        " executor (RSS 625-656 MiB, heap 498 MiB)",
+    )
+    jvm_heap_touched_fraction: float = _c(
+        0.25,
+        "fraction of heap",
+        MEASURED,
+        "share of -Xmx the JVM makes resident when little is cached (G1 grows into the heap as"
+        " garbage accumulates): the same line's slope",
+    )
     python_worker_base_bytes: float = _c(
         600 * MiB,
         "bytes",

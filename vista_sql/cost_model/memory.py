@@ -143,9 +143,15 @@ class MemoryModel:
     heap_bytes: int
     driver_heap_bytes: int
     peak: Estimate
-    """Resident memory of the whole process tree on the node at the peak (no OS reserve)."""
+    """Expected resident memory of the whole process tree on the node at the peak (no OS
+    reserve): the regions outside the JVM, and the JVM as ``jvm_resident`` expects it, not the
+    heap and native allowance reserved for it."""
+    jvm_resident_bytes: float
+    """The JVM's expected resident memory (part of ``peak``)."""
     peak_known: float
-    """The known part of ``peak`` (what the optimizer compares when ``peak`` is unknown)."""
+    """What the node reserves for the plan (known parts, no OS reserve): the heap and Spark's
+    native allowance in full; the optimizer compares it when ``peak`` is unknown, and sets the
+    executor's memory overhead from it."""
     storage_capacity: float
     """Unified memory left for cached blocks once broadcasts are pinned."""
     cache_peak: Estimate
@@ -174,6 +180,18 @@ def os_reserve(memory: float, consts: CostConstants) -> float:
 def jvm_overhead(heap: float, consts: CostConstants) -> float:
     """Spark's allowance for the JVM's native memory beyond the heap."""
     return max(consts.jvm_overhead_min_bytes, consts.jvm_overhead_factor * heap)
+
+
+def jvm_resident(heap: float, need: Needs, storage_capacity: float, consts: CostConstants) -> float:
+    """The JVM's expected resident memory at the peak, which is less than what is reserved for
+    it (heap + Spark's native allowance): a measured base (native memory and the pages it
+    touches whatever the heap) plus the heap it makes resident, a measured share of -Xmx or,
+    when more, what the plan keeps in it (user memory, pinned and cached blocks held in
+    memory), never more than the heap."""
+    held = _held(need.cache_peak, storage_capacity).lower_bound
+    in_use = need.user_need.lower_bound + need.pinned.lower_bound + held
+    touched = min(heap, max(consts.jvm_heap_touched_fraction * heap, in_use))
+    return consts.jvm_resident_base_bytes + touched
 
 
 def max_heap(available: float, consts: CostConstants) -> float:
@@ -566,6 +584,8 @@ def memory_model(
     storage_capacity = max(0.0, unified_limit - need.pinned.lower_bound)
     spill = _spill(need.cache_peak, storage_capacity)
 
+    resident_jvm = jvm_resident(heap, need, storage_capacity, consts)
+    resident = total([*need.outside, Estimate.inexact(resident_jvm)])
     regions = _node_regions(
         need, choice, resources, consts, heap, cap, reserve, node_need, storage_capacity, spill
     )
@@ -586,7 +606,8 @@ def memory_model(
         fit=fit,
         heap_bytes=heap,
         driver_heap_bytes=driver_heap,
-        peak=node_need.inexact_() if node_need.known else ABSENT,
+        peak=resident.inexact_() if resident.known else ABSENT,
+        jvm_resident_bytes=resident_jvm,
         peak_known=node_lower - reserve,
         storage_capacity=storage_capacity,
         cache_peak=need.cache_peak,
@@ -653,7 +674,9 @@ def _node_regions(
             Estimate.inexact(jvm_overhead(heap, consts)),
             None,
             "node",
-            "metaspace, code cache, threads, GC, netty: max(384 MiB, 10% of heap)",
+            "metaspace, code cache, threads, GC, netty: max(384 MiB, 10% of heap), reserved;"
+            f" the JVM's expected resident memory is"
+            f" {format_bytes(jvm_resident(heap, need, storage_capacity, consts))}",
         ),
         Region(
             "arrow_buffers",
