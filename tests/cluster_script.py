@@ -58,6 +58,7 @@ def main() -> None:
                 "explain": result.explain(),
                 "analyze": json.loads(result.explain_json())["analyze"],
                 "resources": json.loads(result.explain_json())["estimate"]["resources"],
+                "store": result.store,
             },
             default=str,
         )

@@ -105,6 +105,7 @@ SLOWEST_FIRST = (
     "test_physical_equivalence.py",
     "test_reliability_faults.py",
     "test_reliability_memory.py",
+    "test_reliability_replan.py",
     "test_store_spark.py",
     "test_end_to_end.py",
     "test_security.py",

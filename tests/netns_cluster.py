@@ -136,8 +136,11 @@ def _wait(what: str, check: object, timeout: float, log: Path) -> None:
 
 
 @contextlib.contextmanager
-def netns_cluster(work: Path, worker_count: int = 2) -> Iterator[NetnsCluster]:
-    """Start the cluster, yield it, and remove everything (also on failure)."""
+def netns_cluster(
+    work: Path, worker_count: int = 2, worker_memory_mb: int = WORKER_MEMORY_MB
+) -> Iterator[NetnsCluster]:
+    """Start the cluster (each worker offering ``worker_memory_mb``), yield it, and remove
+    everything (also on failure)."""
     from pyspark.find_spark_home import _find_spark_home
 
     spark_home = _find_spark_home()
@@ -227,7 +230,7 @@ def netns_cluster(work: Path, worker_count: int = 2) -> Iterator[NetnsCluster]:
         )
         for worker in workers:
             worker.group = MemoryCgroup.create(
-                WORKER_MEMORY_MB * 2**20 + CGROUP_SLACK_BYTES, name=f"vista-{tag}-{worker.name}"
+                worker_memory_mb * 2**20 + CGROUP_SLACK_BYTES, name=f"vista-{tag}-{worker.name}"
             )
             start(
                 worker,
@@ -238,7 +241,7 @@ def netns_cluster(work: Path, worker_count: int = 2) -> Iterator[NetnsCluster]:
                     "--cores",
                     str(WORKER_CORES),
                     "--memory",
-                    f"{WORKER_MEMORY_MB}m",
+                    f"{worker_memory_mb}m",
                     "--work-dir",
                     str(work / worker.name),
                     cluster.master_url,

@@ -135,9 +135,19 @@ def test_spark_submit_runs_a_statement_on_two_hosts_surviving_a_killed_executor(
     killer = threading.Thread(target=kill_during_inference, daemon=True)
     killer.start()
     into = tmp_path / "out"
+    # the feature store on a directory every host mounts (all of them share this machine's)
+    store = f"cache = true, cache_dir = 'file://{tmp_path / 'store'}'"
     try:
         done, result = run_script(
-            cluster, foods, tmp_path / "cache", *DEMO, "--into", str(into), submit=True
+            cluster,
+            foods,
+            tmp_path / "cache",
+            *DEMO,
+            "--into",
+            str(into),
+            "--with",
+            store,
+            submit=True,
         )
     finally:
         stop.set()
@@ -148,6 +158,11 @@ def test_spark_submit_runs_a_statement_on_two_hosts_surviving_a_killed_executor(
     report = json.loads((into / "report.json").read_text())
     assert [row["layer"] for row in report["layers"]] == [m["layer"] for m in metrics(result)]
     assert (into / OUTPUT_MARKER).is_file()
+    # the executors wrote every layer's entry whole into the shared store
+    assert result["store"]["failures"] == []
+    written = result["store"]["written"]
+    stored = {entry.split(" ")[0] for entry in written}
+    assert {f"alexnet.{m['layer']}" for m in metrics(result)} <= stored, written
     # shape discovered from the master, not the driver's machine
     origin = result["resources"]["origin"]
     assert origin["nodes"].startswith(f"standalone master {cluster.master_ui}/json/")

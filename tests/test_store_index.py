@@ -283,6 +283,31 @@ def test_settings_come_from_with_then_the_environment(
         store_settings(query(images).options)
 
 
+def test_on_a_cluster_the_store_needs_a_directory_every_host_mounts(
+    images: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Executors write the entries: with executors on other hosts, a plain path would scatter
+    each entry over their disks, so the store is off (with the reason) unless the directory is
+    declared shared as a file:// URI; file systems the store's local locks cannot serve are
+    refused."""
+    monkeypatch.setenv("VISTA_SQL_CACHE", "1")
+    plain = store_settings(query(images, f"cache_dir = '{tmp_path / 's'}'").options, True)
+    assert not plain.enabled and plain.off_reason is not None
+    assert f"WITH (cache_dir = 'file://{tmp_path / 's'}')" in plain.off_reason
+    assert store_settings(query(images, f"cache_dir = '{tmp_path / 's'}'").options).enabled
+    shared = store_settings(query(images, f"cache_dir = 'file://{tmp_path / 's'}'").options, True)
+    assert shared.enabled and shared.shared and shared.directory == tmp_path / "s"
+    monkeypatch.setenv("VISTA_SQL_CACHE_DIR", f"file://{tmp_path / 'env'}")
+    from_env = store_settings(query(images).options, True)
+    assert from_env.enabled and from_env.directory == tmp_path / "env"
+    for uri in ("hdfs://namenode:8020/store", "s3a://bucket/store"):
+        with pytest.raises(StoreError, match=f"'{uri}': only a local directory, or a file://"):
+            store_settings(query(images, f"cache_dir = '{uri}'").options)
+    # off by choice: nothing to refuse or explain
+    off = store_settings(query(images, "cache = false, cache_dir = 'hdfs://nn/x'").options, True)
+    assert not off.enabled and off.off_reason is None
+
+
 def test_cache_list_and_clear_on_the_command_line(
     images: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -112,6 +112,7 @@ def explain_statement(statement: ExplainStatement, catalog: Catalog, **kwargs: A
     from vista_sql.cost_model.decide import decide
     from vista_sql.cost_model.explain import explain_json, explain_text
     from vista_sql.physical.gpu import machine_resources
+    from vista_sql.physical.session import is_local
     from vista_sql.physical.store import stored_layers
 
     tables = kwargs.get("tables")
@@ -129,7 +130,9 @@ def explain_statement(statement: ExplainStatement, catalog: Catalog, **kwargs: A
         tables,
         stats=_query_source_stats(query, tables, kwargs.get("spark")),
         resources=resources,
-        stored=stored_layers(query, catalog, tables),
+        stored=stored_layers(
+            query, catalog, tables, remote_executors=master is not None and not is_local(master)
+        ),
     )
     mode: Literal["cost"] | None = "cost" if statement.mode == "cost" else None
     if statement.format == "json":

@@ -43,6 +43,15 @@ def parse_size(text: str) -> int:
     return size
 
 
+def format_byte_pair(first: float, second: float) -> tuple[str, str]:
+    """Two sizes formatted so that they read differently when they differ (``2.5 GiB`` and
+    ``2.5 GiB`` becomes ``2534.2 MiB`` and ``2560.0 MiB``)."""
+    a, b = format_bytes(first), format_bytes(second)
+    if a == b and first != second:
+        a, b = f"{first / MiB:.1f} MiB", f"{second / MiB:.1f} MiB"
+    return a, b
+
+
 def format_bytes(value: float | None) -> str:
     """Bytes in binary units with one decimal: ``1.5 GiB``, ``512 B``; ``?`` when unknown."""
     if value is None:

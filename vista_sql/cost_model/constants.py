@@ -223,6 +223,20 @@ class CostConstants:
         MEASURED,
         "peak RSS of a Python process with pyspark.daemon imported (the fork server of workers)",
     )
+    python_worker_correction: float = _c(
+        1.0,
+        "x",
+        ASSUMED,
+        "factor on every Python worker's memory estimate: 1, except when a run ran out of memory"
+        " and is planned again (physical/oom.py: what the run showed the estimate missed)",
+    )
+    heap_need_correction: float = _c(
+        1.0,
+        "x",
+        ASSUMED,
+        "factor on what the JVM heap must hold: 1, except after a Java OutOfMemoryError, when"
+        " the statement is planned again with it doubled (physical/oom.py)",
+    )
     jvm_resident_base_bytes: float = _c(
         512 * MiB,
         "bytes",

@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from vista_sql.catalog import Catalog
+from vista_sql.cost_model.constants import CostConstants
 from vista_sql.cost_model.optimizer import Decision, choose
 from vista_sql.cost_model.resources import Resources, detect_resources
 from vista_sql.cost_model.stats import DataStats, gather_stats
@@ -23,6 +24,7 @@ def decide(
     resources: Resources | None = None,
     stored: tuple[StoredLayer, ...] = (),
     alternative: str | None = None,
+    consts: CostConstants | None = None,
 ) -> Decision:
     """Every alternative of ``query`` estimated and the fastest that fits chosen.
 
@@ -37,13 +39,16 @@ def decide(
     every plan the optimizer compares, including the ``recompute`` ones, which WITH cannot force
     (WITH ``persist`` names a storage level, so it implies persisting). ``ValueError`` when no
     alternative has that name.
+
+    ``consts``: the cost constants (default ``constants()``; a re-plan after a run out of memory
+    passes them corrected, ``physical.oom``).
     """
     stats = stats if stats is not None else gather_stats(query, tables)
     resources = resources if resources is not None else detect_resources(query.options)
     options = alternatives(query, catalog, stored=stored)
     if alternative is not None:
         options = only(options, alternative)
-    return choose(query, options, catalog, stats, resources)
+    return choose(query, options, catalog, stats, resources, consts)
 
 
 def only(options: list[Alternative], name: str) -> list[Alternative]:

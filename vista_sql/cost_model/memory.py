@@ -72,7 +72,7 @@ from vista_sql.logical.plan import (
     TableScan,
     Train,
 )
-from vista_sql.units import DOUBLE_BYTES, MiB, format_bytes
+from vista_sql.units import DOUBLE_BYTES, MiB, format_byte_pair, format_bytes
 
 FitStatus = Literal["fits", "unknown", "does_not_fit"]
 
@@ -118,9 +118,9 @@ class Fit:
         if self.status == "unknown":
             return f"may not fit: {self.detail}"
         assert self.needed is not None and self.available is not None and self.region
+        needs, has = format_byte_pair(self.needed, self.available)
         return (
-            f"does not fit: needs {format_bytes(self.needed)}, has"
-            f" {format_bytes(self.available)} ({self.region.replace('_', ' ')}"
+            f"does not fit: needs {needs}, has {has} ({self.region.replace('_', ' ')}"
             f"{': ' + self.detail if self.detail else ''})"
         )
 
@@ -237,15 +237,18 @@ def worker_bytes(
     arrow_in = (infer.input_bytes + object_bytes) * (2 * arrow_rows)
     arrow_out = infer.output_bytes * (2 * arrow_rows)
     buffers = decoded + arrow_in + arrow_out
+    correction = consts.python_worker_correction
     if gpu:
-        return (consts.python_worker_base_bytes + buffers).inexact_()
+        return (consts.python_worker_base_bytes + buffers).inexact_() * correction
     measured_batch = infer.measured_batch
     usable = batch == measured_batch or per_image.known
     if infer.measured_rss.known and measured_batch is not None and usable:
         moved = infer.measured_rss.lower_bound + per_image.lower_bound * (batch - measured_batch)
-        return Estimate.inexact(max(moved, consts.python_worker_base_bytes)) + buffers
+        worker = Estimate.inexact(max(moved, consts.python_worker_base_bytes)) + buffers
+        return worker * correction
     params = infer.param_bytes * consts.param_copies
-    return (consts.python_worker_base_bytes + params + per_image * batch + buffers).inexact_()
+    worker = consts.python_worker_base_bytes + params + per_image * batch + buffers
+    return worker.inexact_() * correction
 
 
 def gpu_bytes(infer: InferFacts, choice: Choice, consts: CostConstants) -> Estimate:
@@ -522,7 +525,7 @@ def _heap_needs(
     """The heap: what must fit (hard), what the plan would like (want)."""
     fraction = choice.memory_fraction
     reserved = consts.spark_reserved_bytes
-    headroom = consts.heap_headroom
+    headroom = consts.heap_headroom * consts.heap_need_correction
     # A broadcast relation must fit comfortably: in a fraction of unified memory, as Spark's
     # size threshold intends, so that caching and execution still have room beside it.
     comfortable = unified.relation.lower_bound / (fraction * consts.broadcast_fraction_of_storage)
@@ -548,6 +551,12 @@ def node_memory_for(heap: float, need: Needs, consts: CostConstants) -> float:
     return known_sum(need.outside) + heap + jvm_overhead(heap, consts)
 
 
+def memory_for_available(parts: float, consts: CostConstants) -> float:
+    """The least node memory that leaves ``parts`` bytes once the OS reserve is taken:
+    ``M - max(min_reserve, fraction x M) >= parts``."""
+    return max(parts + consts.os_reserve_min_bytes, parts / (1 - consts.os_reserve_fraction))
+
+
 def minimum_memory(
     need: Needs, choice: Choice, resources: Resources, consts: CostConstants
 ) -> float:
@@ -557,8 +566,7 @@ def minimum_memory(
     ``M - max(min_reserve, fraction x M) >= parts``.
     """
     heap = math.ceil(need.hard / MiB) * MiB
-    parts = node_memory_for(heap, need, consts)
-    memory = max(parts + consts.os_reserve_min_bytes, parts / (1 - consts.os_reserve_fraction))
+    memory = memory_for_available(node_memory_for(heap, need, consts), consts)
     if resources.nodes > 1:
         driver_heap, _, _ = _driver(need.driver_user, math.inf, 0.0, consts, choice.memory_fraction)
         driver = consts.driver_python_bytes + driver_heap + jvm_overhead(driver_heap, consts)

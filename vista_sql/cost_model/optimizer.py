@@ -65,7 +65,7 @@ from vista_sql.logical.plan import (
     transform_up,
 )
 from vista_sql.logical.query import JoinStrategy, Options, StorageLevel, TransferQuery
-from vista_sql.units import MiB, format_bytes
+from vista_sql.units import MiB, format_byte_pair, format_bytes
 
 BATCH_SIZES = (64, 32, 16, 8, 4, 2, 1)
 """TensorFlow batch sizes tried, largest first."""
@@ -578,7 +578,8 @@ def _refuse(
         ResourceError,
         query,
         f"no plan fits in {has} per node: the best, {chosen.alternative}, {chosen.fit.describe()};"
-        f" {plan.alternative} would fit with {format_bytes(needed)} per node"
+        f" {plan.alternative} would fit with"
+        f" {format_byte_pair(needed, resources.memory_bytes)[0]} per node"
         f" ({_tasks(plan.choice.executor_cores)}, batch {plan.choice.batch_size})",
         needed,
     )

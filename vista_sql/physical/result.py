@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     from vista_sql.cost_model.optimizer import Decision
     from vista_sql.physical.cluster import ExecutorPeak
     from vista_sql.physical.features import LayerFeatures
+    from vista_sql.physical.oom import Replan
 
 METRICS = ("accuracy", "f1", "auc")
 
@@ -63,6 +64,8 @@ class TransferResult:
     mlflow_run_id: str | None = None
     """The MLflow run the statement was logged to (``vista_sql.tracking``), if it was."""
     into: str | None = None
+    replanned: Replan | None = None
+    """Set when a first plan ran out of memory and this result is the second plan's."""
     store: dict[str, Any] = field(default_factory=dict)
     """What the feature store did: ``read`` (entries the plan read), ``written`` (entries this
     statement added), ``write_seconds``, ``failures`` (layers it could not write)."""
@@ -173,12 +176,18 @@ class TransferResult:
         return views
 
     def explain(self) -> str:
-        """The plan that ran, with the optimizer's estimates beside what was measured."""
-        return self._explain() if self._explain is not None else self.plan
+        """The plan that ran, with the optimizer's estimates beside what was measured (and, when
+        a first plan ran out of memory, how this second one was made)."""
+        text = self._explain() if self._explain is not None else self.plan
+        if self.replanned is not None:
+            text = f"{text.rstrip()}\n{self.replanned.describe()}\n"
+        return text
 
     def explain_json(self) -> str:
         """``explain()`` as JSON text (EXPLAIN ANALYZE FORMAT JSON)."""
         document = self._explain_json() if self._explain_json is not None else {}
+        if self.replanned is not None:
+            document["replanned"] = self.replanned.to_json()
         return json.dumps(document, indent=2, sort_keys=True, default=str)
 
     def table(self) -> str:
@@ -204,6 +213,7 @@ class TransferResult:
             "seconds": round(self.seconds, 3),
             "peak_memory_bytes": None if self.peak_memory is None else self.peak_memory.total,
             "spark_advice": self.advice,
+            "replanned": None if self.replanned is None else self.replanned.to_json(),
         }
 
     def plot(self) -> Figure:

@@ -19,9 +19,11 @@ from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
 from vista_sql.catalog import Catalog, CnnInfo
+from vista_sql.cost_model.constants import CostConstants, constants
 from vista_sql.cost_model.decide import decide
 from vista_sql.cost_model.resources import Resources
 from vista_sql.cost_model.stats import DataStats, gather_stats
+from vista_sql.errors import ResourceError
 from vista_sql.logical.plan import Workload
 from vista_sql.logical.query import TransferQuery
 from vista_sql.physical import hadoop
@@ -52,6 +54,13 @@ from vista_sql.physical.gpu import machine_resources
 from vista_sql.physical.hadoop import is_uri
 from vista_sql.physical.lower import Lowering, LoweringSettings
 from vista_sql.physical.monitor import PeakMemory
+from vista_sql.physical.oom import (
+    MemoryExhausted,
+    Replan,
+    corrected_constants,
+    oom_kills,
+    out_of_memory,
+)
 from vista_sql.physical.prepare import (
     align_keys,
     check_images,
@@ -144,12 +153,14 @@ def run_plan(
     into: str | None = None,
     on_layer: LayerHook | None = None,
     on_materialised: MaterialisedHook | None = None,
+    replanned: Replan | None = None,
 ) -> tuple[TransferResult, RunOutcome]:
     """Run ``plan`` over ``prepared`` and return the result (INTO written if ``into``).
 
     ``on_layer`` sees each layer's run and its branch table (KEY, LABEL, FEATURES) while cached;
     ``on_materialised`` every Persist node and branch table just cached (the feature store's
-    writer).
+    writer); ``replanned``: why this is a second plan (kept in the result and its report).
+    Raises ``MemoryExhausted`` when the run ran out of memory (``physical.oom``).
     """
     cnn = catalog.cnn(query.cnn)
     assert cnn is not None, "the builder checked the CNN"
@@ -184,8 +195,10 @@ def run_plan(
 
     started = time.perf_counter()
     session = spark
+    memory = PeakMemory()
+    kills_before = oom_kills()
     try:
-        with PeakMemory() as memory, Progress(session, len(query.layers), progress) as bar:
+        with memory, Progress(session, len(query.layers), progress) as bar:
             outcome = run_workload(
                 plan,
                 query,
@@ -208,6 +221,7 @@ def run_plan(
             seconds=time.perf_counter() - started,
             peak_memory=memory.peak,
             into=into,
+            replanned=replanned,
         )
         if remote is not None:
             with tempfile.TemporaryDirectory() as local:
@@ -227,6 +241,10 @@ def run_plan(
             shutil.rmtree(staging, ignore_errors=True)
         drop_tables(spark, tables_written)
         raise_worker_error(error, query)
+        reason = out_of_memory(error, kills_before) if isinstance(error, Exception) else None
+        if reason is not None:
+            peak = memory.peak.total if memory.peak is not None else None
+            raise MemoryExhausted(reason, peak) from error
         raise
     return result, outcome
 
@@ -325,6 +343,14 @@ class Planning:
     """The cluster's workers, discovered from ``target``, that the plan is sized for."""
 
 
+def remote_executors(given: SparkSession | None, target: str | None) -> bool:
+    """Whether the statement's executors may run on other hosts than this one: a Spark Connect
+    session (its server is elsewhere), a user's session or ``target`` on a cluster's master."""
+    if given is not None:
+        return is_connect(given) or not is_local(str(given.conf.get("spark.master", "local")))
+    return target is not None and not is_local(target)
+
+
 def plan_inputs(
     given: SparkSession | None,
     query: TransferQuery,
@@ -348,7 +374,9 @@ def plan_inputs(
             shape = discover(target, submitted, query.options)
         if shape is not None:
             resources = cluster_resources(query.options, shape, resources)
-    store = store_settings(query.options)
+    store = store_settings(query.options, remote_executors(given, target))
+    if store.off_reason is not None:
+        warnings.warn(f"feature store not used: {store.off_reason}", StoreWarning, stacklevel=3)
     keys = statement_keys(query, catalog, tables) if store.enabled else None
     stored = stored_layers(query, catalog, tables, keys) if keys is not None else ()
     if stored:
@@ -413,7 +441,8 @@ def run_query(
     conf: Mapping[str, str] | None = None,
     alternative: str | None = None,
 ) -> TransferResult:
-    """Decide, configure the session, check the sources, run, and explain one statement.
+    """Decide, configure the session, check the sources, run, and explain one statement; when
+    the run runs out of memory, plan once more for less memory and run again (``physical.oom``).
 
     ``master``: vista_sql's own session's master, or ``sc://...`` for a Spark Connect session.
     ``conf``: the user's Spark settings, over the optimizer's (on a session vista_sql does not own
@@ -427,74 +456,140 @@ def run_query(
     if given is None and master is not None and master.startswith("sc://"):
         given = connect_session(master)
     planning = plan_inputs(given, query, catalog, tables, master)
+    attempt = Attempt(query, catalog, given, tables, master, progress, into, conf, alternative)
+    try:
+        return attempt.run(planning)
+    except MemoryExhausted as failed:
+        if failed.estimated_peak is None:
+            raise
+        consts, corrected = corrected_constants(failed, planning.resources, constants())
+        again = plan_inputs(given, query, catalog, tables, master)
+        replan = Replan(
+            reason=failed.reason,
+            first_plan=failed.first_plan,
+            estimated_peak=failed.estimated_peak,
+            measured_peak=failed.measured_peak,
+            corrected=corrected,
+            resumed_layers=tuple(sorted({s.layer for s in again.stored if s.form == "features"})),
+        )
+        warnings.warn(replan.describe(), ReplanWarning, stacklevel=2)
+        try:
+            return attempt.run(again, replan, consts)
+        except MemoryExhausted as twice:
+            raise ResourceError(
+                f"ran out of memory twice: {replan.describe()}; then again: {twice.reason}"
+            ) from twice
 
-    def decision_with(stored: tuple[StoredLayer, ...]) -> Decision:
-        return decide(
-            query,
-            catalog,
-            tables,
-            stats=planning.stats,
-            resources=planning.resources,
-            stored=stored,
-            alternative=alternative,
-        )
 
-    decision = decision_with(planning.stored)
-    session, notes, spark_conf = configured_session(given, decision, planning, master, conf)
-    prepared = prepare(session, query, tables)
-    image_key_type = prepared.images.schema[KEY].dataType.simpleString()
-    if any(layer.key_type != image_key_type for layer in planning.stored):
-        # Entries written under other image ids (file names cast to another key type) do not
-        # join with these; decide again without them (rare: the same images, another table).
-        decision = decision_with(
-            tuple(layer for layer in planning.stored if layer.key_type == image_key_type)
+class ReplanWarning(UserWarning):
+    """A run ran out of memory and was planned and run once more (the result says how)."""
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """One statement's plan-and-run, made once and, after a run out of memory, once more."""
+
+    query: TransferQuery
+    catalog: Catalog
+    given: SparkSession | None
+    tables: Mapping[str, Any] | None
+    master: str | None
+    progress: bool
+    into: str | None
+    conf: Mapping[str, str] | None
+    alternative: str | None
+
+    def run(
+        self,
+        planning: Planning,
+        replanned: Replan | None = None,
+        consts: CostConstants | None = None,
+    ) -> TransferResult:
+        """Decide from ``planning``, configure the session, check the sources, run, explain.
+        Raises ``MemoryExhausted`` (with the chosen plan and its estimated peak) when the run
+        runs out of memory."""
+        query, catalog, tables, into = self.query, self.catalog, self.tables, self.into
+
+        def decision_with(stored: tuple[StoredLayer, ...]) -> Decision:
+            return decide(
+                query,
+                catalog,
+                tables,
+                stats=planning.stats,
+                resources=planning.resources,
+                stored=stored,
+                alternative=self.alternative,
+                consts=consts,
+            )
+
+        decision = decision_with(planning.stored)
+        session, notes, spark_conf = configured_session(
+            self.given, decision, planning, self.master, self.conf
         )
-    chosen = decision.chosen
-    cnn = catalog.cnn(query.cnn)
-    assert cnn is not None
-    writer = store_writer(planning, query, cnn, prepared)
-    result, outcome = run_plan(
-        chosen.plan,
-        query,
-        catalog,
-        prepared,
-        LoweringSettings(
-            partitions=chosen.choice.partitions,
-            batch_size=chosen.choice.batch_size,
-            threads=chosen.choice.tf_threads,
-        ),
-        progress=progress,
-        into=into,
-        on_materialised=writer,
-    )
-    result.store = store_report(chosen.plan, writer)
-    result.serve_features(
-        LayerFeatures(
-            images=prepared.images,
-            table=prepared.table,
-            columns=prepared.features,
-            labels=prepared.labels,
-            cnn=cnn,
-            weights=query.weights,
-            pooling=query.options.conv_pooling,
-            batch_size=chosen.choice.batch_size,
-            threads=chosen.choice.tf_threads,
-            into=into,
-            into_table=query.into_table,
-            store=writer.store if writer is not None else None,
-            keys=planning.keys,
+        prepared = prepare(session, query, tables)
+        image_key_type = prepared.images.schema[KEY].dataType.simpleString()
+        if any(layer.key_type != image_key_type for layer in planning.stored):
+            # Entries written under other image ids (file names cast to another key type) do not
+            # join with these; decide again without them (rare: the same images, another table).
+            decision = decision_with(
+                tuple(layer for layer in planning.stored if layer.key_type == image_key_type)
+            )
+        chosen = decision.chosen
+        cnn = catalog.cnn(query.cnn)
+        assert cnn is not None
+        writer = store_writer(planning, query, cnn, prepared)
+        try:
+            result, outcome = run_plan(
+                chosen.plan,
+                query,
+                catalog,
+                prepared,
+                LoweringSettings(
+                    partitions=chosen.choice.partitions,
+                    batch_size=chosen.choice.batch_size,
+                    threads=chosen.choice.tf_threads,
+                ),
+                progress=self.progress,
+                into=into,
+                on_materialised=writer,
+                replanned=replanned,
+            )
+        except MemoryExhausted as failed:
+            failed.first_plan = f"{chosen.alternative} ({chosen.choice.describe()})"
+            failed.estimated_peak = chosen.peak.value
+            failed.estimated_workers = sum(
+                chosen.memory.region(name).need.lower_bound
+                for name in ("python_workers", "python_daemon")
+            )
+            raise
+        result.store = store_report(chosen.plan, writer, planning.store.off_reason)
+        result.serve_features(
+            LayerFeatures(
+                images=prepared.images,
+                table=prepared.table,
+                columns=prepared.features,
+                labels=prepared.labels,
+                cnn=cnn,
+                weights=query.weights,
+                pooling=query.options.conv_pooling,
+                batch_size=chosen.choice.batch_size,
+                threads=chosen.choice.tf_threads,
+                into=into,
+                into_table=query.into_table,
+                store=writer.store if writer is not None else None,
+                keys=planning.keys,
+            )
         )
-    )
-    result.advice = notes
-    result.spark_conf = dict(sorted(spark_conf.items()))
-    result.plan_choice = {"alternative": chosen.alternative, **asdict(chosen.choice)}
-    on_cluster = not is_connect(session) and not is_local(
-        str(session.conf.get("spark.master", "local"))
-    )
-    result.explained_by(
-        decision,
-        outcome,
-        sorted(query.layers, key=cnn.index),
-        executor_peaks(session) if on_cluster else [],
-    )
-    return result
+        result.advice = notes
+        result.spark_conf = dict(sorted(spark_conf.items()))
+        result.plan_choice = {"alternative": chosen.alternative, **asdict(chosen.choice)}
+        on_cluster = not is_connect(session) and not is_local(
+            str(session.conf.get("spark.master", "local"))
+        )
+        result.explained_by(
+            decision,
+            outcome,
+            sorted(query.layers, key=cnn.index),
+            executor_peaks(session) if on_cluster else [],
+        )
+        return result

@@ -21,11 +21,13 @@ def stored_layers(
     catalog: Catalog,
     tables: Mapping[str, Any] | None = None,
     keys: StatementKeys | None = None,
+    remote_executors: bool = False,
 ) -> tuple[StoredLayer, ...]:
     """The store's entries for ``query``'s images, CNN and weights: every transfer layer's
     features (under the statement's pooling) and resume tensor found. Empty when the store is
-    off for the statement or its images are not a directory."""
-    settings = store_settings(query.options)
+    off for the statement (``remote_executors``: see ``store_settings``) or its images are not a
+    directory."""
+    settings = store_settings(query.options, remote_executors)
     if not settings.enabled:
         return ()
     keys = keys if keys is not None else statement_keys(query, catalog, tables)

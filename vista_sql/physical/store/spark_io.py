@@ -203,8 +203,11 @@ def _count(data: Path) -> tuple[int, int]:
     return rows, errors
 
 
-def store_report(plan: Plan, writer: StoreWriter | None) -> dict[str, Any]:
-    """``TransferResult.store``: the entries ``plan`` read and ``writer`` wrote."""
+def store_report(
+    plan: Plan, writer: StoreWriter | None, off_reason: str | None = None
+) -> dict[str, Any]:
+    """``TransferResult.store``: the entries ``plan`` read and ``writer`` wrote (and, when the
+    store was off although asked for, why)."""
     read = sorted(
         {
             f"{n.cnn}.{n.layer}:{n.form} {n.location}"
@@ -213,7 +216,10 @@ def store_report(plan: Plan, writer: StoreWriter | None) -> dict[str, Any]:
         }
     )
     if writer is None:
-        return {"read": read, "written": [], "write_seconds": 0.0, "failures": []}
+        report: dict[str, Any] = {"read": read, "written": [], "write_seconds": 0.0, "failures": []}
+        if off_reason is not None:
+            report["off"] = off_reason
+        return report
     return {
         "read": read,
         "written": [f"{e.describe()} {e.location}" for e in writer.written],
