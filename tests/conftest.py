@@ -116,8 +116,10 @@ SLOWEST_FIRST = (
     "test_udfs_weights.py",
     "test_ml_featurizer.py",
 )
-"""Modules of a minute or more, longest first: with ``-n 2 --dist loadfile`` each process takes
-the next module when it is free, so the long ones start early and short ones fill in at the end."""
+"""Modules of a minute or more, longest first: with ``-n 2 --dist loadfile
+--no-loadscope-reorder`` (the Makefile's; without the last, xdist orders modules by their number
+of tests) each process takes the next module when it is free, so the long ones start early and
+short ones fill in at the end."""
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

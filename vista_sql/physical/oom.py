@@ -6,8 +6,9 @@ Java ``OutOfMemoryError`` ends a job, Spark retries the task and then fails the 
 plans once more (``physical.run``), with the estimates corrected by what happened:
 
 - a process killed for memory: the statement needed at least its measured peak, and at least the
-  memory it had (the node's less the OS reserve). The shortfall is put on the Python workers, the
-  region no Spark setting bounds: their estimates are multiplied by the factor that makes the
+  memory it had (the node's less the OS reserve), and is taken to have needed a quarter more than
+  that (``NEED_MARGIN``: the kill stopped its growth). The shortfall is put on the Python workers,
+  the region no Spark setting bounds: their estimates are multiplied by the factor that makes the
   failed plan's estimate reach that need;
 - a Java OutOfMemoryError: what the heap must hold is doubled.
 
@@ -36,6 +37,9 @@ _SAYS_MEMORY = re.compile(r"exit code 137|exitCode=137|OOMKilled|exceeding memor
 
 MIN_CORRECTION = 1.1
 """The least factor the estimates are corrected by (a run that failed below its estimate)."""
+NEED_MARGIN = 1.25
+"""A run killed for memory needed more than was seen of it (the monitor samples, and the kill
+stops the growth): the need is taken to be this much more than the measured lower bound."""
 
 
 def oom_kills() -> int | None:
@@ -142,7 +146,8 @@ def corrected_constants(
     # The measured peak sums the processes' resident memory, counting pages they share (the
     # TensorFlow libraries every worker maps) once per process: it can exceed the memory there
     # was. As a lower bound of the need it errs on the safe side, so it is taken as it is.
-    needed = max(float(failed.measured_peak or 0), memory - os_reserve(memory, consts))
+    seen = max(float(failed.measured_peak or 0), memory - os_reserve(memory, consts))
+    needed = seen * NEED_MARGIN
     workers = max(failed.estimated_workers, 1.0)
     others = max(0.0, failed.estimated_peak - workers)
     factor = max(MIN_CORRECTION, (needed - others) / workers)
