@@ -4,7 +4,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 # Two test processes, each module in one of them (its module-scoped Spark data and clusters kept
 # together): the suite waits on Spark, Py4J and process starts as much as on the CPU.
-PYTEST_ARGS ?= -n 2 --dist loadfile --no-loadscope-reorder
+PYTEST_ARGS ?= -n 2 --dist loadfile
 
 .PHONY: demo test lint format clean
 
