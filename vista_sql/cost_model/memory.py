@@ -146,8 +146,6 @@ class MemoryModel:
     """Expected resident memory of the whole process tree on the node at the peak (no OS
     reserve): the regions outside the JVM, and the JVM as ``jvm_resident`` expects it, not the
     heap and native allowance reserved for it."""
-    jvm_resident_bytes: float
-    """The JVM's expected resident memory (part of ``peak``)."""
     peak_known: float
     """What the node reserves for the plan (known parts, no OS reserve): the heap and Spark's
     native allowance in full; the optimizer compares it when ``peak`` is unknown, and sets the
@@ -595,7 +593,17 @@ def memory_model(
     resident_jvm = jvm_resident(heap, need, storage_capacity, consts)
     resident = total([*need.outside, Estimate.inexact(resident_jvm)])
     regions = _node_regions(
-        need, choice, resources, consts, heap, cap, reserve, node_need, storage_capacity, spill
+        need,
+        choice,
+        resources,
+        consts,
+        heap,
+        cap,
+        reserve,
+        node_need,
+        storage_capacity,
+        spill,
+        resident_jvm,
     )
     fit = _node_fit(need, choice, consts, heap, memory, node_need, node_lower)
     driver_heap = heap
@@ -615,7 +623,6 @@ def memory_model(
         heap_bytes=heap,
         driver_heap_bytes=driver_heap,
         peak=resident.inexact_() if resident.known else ABSENT,
-        jvm_resident_bytes=resident_jvm,
         peak_known=node_lower - reserve,
         storage_capacity=storage_capacity,
         cache_peak=need.cache_peak,
@@ -637,6 +644,7 @@ def _node_regions(
     node_need: Estimate,
     storage_capacity: float,
     spill: Estimate,
+    resident_jvm: float,
 ) -> list[Region]:
     """The node's regions, as EXPLAIN prints them (see the module docstring)."""
     slots = choice.executor_cores
@@ -684,7 +692,7 @@ def _node_regions(
             "node",
             "metaspace, code cache, threads, GC, netty: max(384 MiB, 10% of heap), reserved;"
             f" the JVM's expected resident memory is"
-            f" {format_bytes(jvm_resident(heap, need, storage_capacity, consts))}",
+            f" {format_bytes(resident_jvm)}",
         ),
         Region(
             "arrow_buffers",

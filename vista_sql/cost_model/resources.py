@@ -42,10 +42,9 @@ class Resources:
         if self.memory_bytes <= 0 or self.cores <= 0 or self.nodes <= 0:
             raise ValueError("resources must be positive")
 
-    def with_memory(self, memory_bytes: int, source: str = "search") -> Resources:
-        """The same resources with another per-node memory (by default the search for a memory
-        that fits), ``source`` saying where it came from."""
-        origin = (*(o for o in self.origin if o[0] != "memory"), ("memory", source))
+    def with_memory(self, memory_bytes: int) -> Resources:
+        """The same resources with another per-node memory (the search for a memory that fits)."""
+        origin = (*(o for o in self.origin if o[0] != "memory"), ("memory", "search"))
         return replace(self, memory_bytes=memory_bytes, origin=origin)
 
     def describe(self) -> str:

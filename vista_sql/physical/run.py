@@ -442,7 +442,8 @@ def run_query(
     alternative: str | None = None,
 ) -> TransferResult:
     """Decide, configure the session, check the sources, run, and explain one statement; when
-    the run runs out of memory, plan once more for less memory and run again (``physical.oom``).
+    the run runs out of memory, plan once more with the estimates corrected and run again,
+    reading the layers the first run stored (``physical.oom``).
 
     ``master``: vista_sql's own session's master, or ``sc://...`` for a Spark Connect session.
     ``conf``: the user's Spark settings, over the optimizer's (on a session vista_sql does not own
