@@ -45,10 +45,9 @@ def main() -> None:
         f"{options}{into}"
     )
     result = vista_sql.execute(sql, master=args.master, progress=False)
-    metrics = [
-        {k: row[k] for k in ("layer", "n_features", "accuracy", "f1", "auc", "train_rows")}
-        for row in result.rows()
-    ]
+    from reliability_support import metric_rows
+
+    metrics = metric_rows(result)
     print(
         "VISTA_RESULT "
         + json.dumps(

@@ -7,16 +7,30 @@ import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from vista_sql.datasets.foods import FoodsDataset, make_foods
+from vista_sql.physical.cgroup import unavailable_reason
 
 ROWS = 12
 SEED = 0
 """12 rows of seed 0: labels 1,0,1,0,1,0,0,1,0,0,0,1, so any 8 of them still hold both classes."""
 IMAGE_SIZE = 64
+METRIC_KEYS = ("layer", "n_features", "accuracy", "f1", "auc", "train_rows")
+"""What a run's metrics are compared by (JSON-ready)."""
+NEEDS_MEMORY_CGROUP = pytest.mark.skipif(
+    unavailable_reason() is not None,
+    reason=f"needs a writable cgroup v1 memory controller: {unavailable_reason()}",
+)
+
+
+def metric_rows(result: Any) -> list[dict[str, Any]]:
+    """A TransferResult's per-layer metrics, ``METRIC_KEYS`` of each row."""
+    return [{k: row[k] for k in METRIC_KEYS} for row in result.rows()]
 
 
 def tiny_foods(directory: Path) -> FoodsDataset:

@@ -93,10 +93,9 @@ def main() -> None:
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         result = vista_sql.execute(sql, progress=False)
-    metrics = [
-        {k: row[k] for k in ("layer", "n_features", "accuracy", "f1", "auc", "train_rows")}
-        for row in result.rows()
-    ]
+    from reliability_support import metric_rows
+
+    metrics = metric_rows(result)
     print(
         "VISTA_RESULT "
         + json.dumps(

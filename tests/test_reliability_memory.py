@@ -11,10 +11,10 @@ import sys
 from pathlib import Path
 
 import pytest
-from reliability_support import statement, tiny_foods
+from reliability_support import NEEDS_MEMORY_CGROUP, statement, tiny_foods
 
 from vista_sql.datasets.foods import FoodsDataset
-from vista_sql.physical.cgroup import MemoryCgroup, unavailable_reason
+from vista_sql.physical.cgroup import MemoryCgroup
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 ROSTER = ("alexnet", "vgg16", "resnet50")
@@ -24,10 +24,7 @@ TOO_SMALL = 1 * 2**30
 
 pytestmark = [
     pytest.mark.slow,
-    pytest.mark.skipif(
-        unavailable_reason() is not None,
-        reason=f"needs a writable cgroup v1 memory controller: {unavailable_reason()}",
-    ),
+    NEEDS_MEMORY_CGROUP,
 ]
 
 

@@ -13,11 +13,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from reliability_support import NEEDS_MEMORY_CGROUP, metric_rows
 from replan_script import build_wide_top, register, statement
 
 import vista_sql
 from vista_sql.datasets.foods import FoodsDataset, make_foods
-from vista_sql.physical.cgroup import MemoryCgroup, unavailable_reason
+from vista_sql.physical.cgroup import MemoryCgroup
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = Path(__file__).with_name("replan_script.py")
@@ -33,10 +34,7 @@ pytestmark = [
     pytest.mark.spark,
     pytest.mark.tf,
     pytest.mark.slow,
-    pytest.mark.skipif(
-        unavailable_reason() is not None,
-        reason=f"needs a writable cgroup v1 memory controller: {unavailable_reason()}",
-    ),
+    NEEDS_MEMORY_CGROUP,
 ]
 
 
@@ -94,8 +92,4 @@ def test_a_run_out_of_memory_is_planned_again_resumed_and_equal(
         progress=False,
     )
     assert reference.replanned is None
-    expected = [
-        {k: row[k] for k in ("layer", "n_features", "accuracy", "f1", "auc", "train_rows")}
-        for row in reference.rows()
-    ]
-    assert result["metrics"] == expected
+    assert result["metrics"] == metric_rows(reference)
