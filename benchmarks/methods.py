@@ -205,6 +205,54 @@ def spark_jobs(spark: SparkSession) -> int:
     return len(spark.sparkContext.statusTracker().getJobIdsForGroup())
 
 
+class StorageSampler:
+    """Largest bytes of cached blocks in memory and on disk at once (Spark's RDD storage info,
+    every ``interval`` seconds, from a thread of the driver process): whether a run spilled its
+    persisted data, and how much. Spark keeps no such peak; its UI shows the present only."""
+
+    def __init__(self, interval: float = 2.0) -> None:
+        import threading
+
+        self.interval = interval
+        self.memory_bytes = 0
+        self.disk_bytes = 0
+        self.samples = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> StorageSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        from pyspark import SparkContext
+
+        while not self._stop.wait(self.interval):
+            context = SparkContext._active_spark_context
+            if context is None or context._jsc is None:
+                continue
+            try:
+                infos = context._jsc.sc().getRDDStorageInfo()
+                memory = sum(int(info.memSize()) for info in infos)
+                disk = sum(int(info.diskSize()) for info in infos)
+            except Exception:  # the context stopping under us: the next sample decides
+                continue
+            self.samples += 1
+            self.memory_bytes = max(self.memory_bytes, memory)
+            self.disk_bytes = max(self.disk_bytes, disk)
+
+    def to_json(self) -> dict[str, int]:
+        return {
+            "peak_cached_memory_bytes": self.memory_bytes,
+            "peak_cached_disk_bytes": self.disk_bytes,
+            "samples": self.samples,
+        }
+
+
 def from_result(result: Any) -> dict[str, Any]:
     """Stages and per-layer metrics of a vista_sql TransferResult."""
     inference = sum(run.inference_seconds for run in result.runs)
@@ -232,7 +280,8 @@ def method_naive_spark(task: Task) -> dict[str, Any]:
     spark = start_session(conf, "naive-spark")
     mark(task, "session started")
     sql = statement(task, naive_options(task))
-    result = vista_sql.execute(sql, spark=spark, progress=False)
+    with StorageSampler() as storage:
+        result = vista_sql.execute(sql, spark=spark, progress=False)
     mark(task, "executed")
     jobs = spark_jobs(spark)
     spark.stop()
@@ -242,6 +291,7 @@ def method_naive_spark(task: Task) -> dict[str, Any]:
         "spark_jobs": jobs,
         "statement": sql,
         "advice": result.advice,
+        "storage": storage.to_json(),
     }
 
 
@@ -252,7 +302,8 @@ def method_vista(task: Task) -> dict[str, Any]:
     from vista_sql.physical.session import stop_owned_session
 
     sql = statement(task)
-    result = vista_sql.execute(sql, progress=False)  # ResourceError when no plan fits: refused
+    with StorageSampler() as storage:  # ResourceError when no plan fits: refused
+        result = vista_sql.execute(sql, progress=False)
     mark(task, "executed")
     from pyspark.sql import SparkSession
 
@@ -272,10 +323,15 @@ def method_vista(task: Task) -> dict[str, Any]:
         "peak_bytes": analyzed["estimate"]["peak_memory_bytes"]["value"],
         "resources": analyzed["estimate"]["resources"],
         "spark_conf": config["spark_conf"],
+        "cache_peak_bytes": analyzed["estimate"]["cache_peak_bytes"]["value"],
+        "storage_capacity_bytes": analyzed["estimate"]["storage_capacity_bytes"],
+        "spill_fraction": analyzed["estimate"]["spill_fraction"]["value"],
     }
     return {
         **from_result(result),
         "predicted": predicted,
+        "analyze": analyzed.get("analyze"),
+        "storage": storage.to_json(),
         "spark_jobs": jobs,
         "statement": sql,
         "explain": result.plan,

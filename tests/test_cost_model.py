@@ -286,6 +286,11 @@ def test_spark_configuration_keys() -> None:
     assert conf["spark.sql.shuffle.partitions"] == str(config.partitions)
     assert conf["spark.sql.execution.arrow.maxRecordsPerBatch"] == str(config.arrow_rows)
     assert conf["spark.executorEnv.TF_NUM_INTRAOP_THREADS"] == str(config.tf_threads)
+    # a file open costs what the constants say reading costs in that time (Spark's 4 MiB would
+    # make thousands of scan tasks of a large image directory)
+    consts = constants()
+    open_bytes = round(consts.file_open_seconds / consts.scan_seconds_per_byte)
+    assert conf["spark.sql.files.openCostInBytes"] == str(open_bytes) != str(4 * MiB)
     assert list(conf) == sorted(conf)
 
 

@@ -465,6 +465,7 @@ def _estimate(
         gpu=resources.gpu_memory_bytes is not None,
         persist_level=choice.persist if has_persist else None,
         overhead_bytes=max(0, math.ceil(memory.peak_known) - memory.heap_bytes),
+        file_open_bytes=max(1, round(consts.file_open_seconds / consts.scan_seconds_per_byte)),
     )
     return PhysicalPlan(
         alternative=alternative.name,
