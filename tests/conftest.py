@@ -16,6 +16,9 @@ if TYPE_CHECKING:
 # The rule driver proves, under tests, that fixed-point batches converge and Once batches are
 # idempotent (vista_sql.logical.driver.strict_default).
 os.environ.setdefault("VISTA_SQL_STRICT_RULES", "1")
+# The shipped calibration, not one `vista-sql calibrate` wrote for this machine: the tests'
+# plans and estimates are the same on every machine (tests of the user's file set it themselves).
+os.environ["VISTA_SQL_CALIBRATION"] = os.devnull + ".none"
 
 
 # --- Spark (udfs) ---------------------------------------------------------------------------------

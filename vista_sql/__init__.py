@@ -26,6 +26,7 @@ __all__ = [
     "TransferResult",
     "VistaError",
     "VistaSyntaxError",
+    "calibrate",
     "execute",
     "explain",
     "parse",
@@ -43,6 +44,20 @@ def __getattr__(name: str) -> Any:
 
         return TransferResult
     raise AttributeError(f"module 'vista_sql' has no attribute {name!r}")
+
+
+def calibrate(path: str | None = None) -> dict[str, Any]:
+    """Measure this machine's cost constants (TensorFlow throughput, decode rate, model builds,
+    process memory: about a minute on 2 cores) and write them to the user's calibration file
+    (``path``, else ``$VISTA_SQL_CALIBRATION``, else ``~/.config/vista_sql/calibration.json``).
+    EXPLAIN and the optimizer use them from then on, and EXPLAIN names the calibration it used.
+    Returns what was written."""
+    from pathlib import Path
+
+    from vista_sql.cost_model.profile import calibrate as measure_and_write
+
+    document, _ = measure_and_write(Path(path).expanduser() if path else None)
+    return document
 
 
 def parse(sql: str) -> list[exp.Expr]:

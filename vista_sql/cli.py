@@ -131,6 +131,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     dataset.add_argument("--overwrite", action="store_true")
     _add_cache_command(commands)
+    calibrate = commands.add_parser(
+        "calibrate",
+        help="measure this machine's cost constants (about a minute) for EXPLAIN and the optimizer",
+    )
+    calibrate.add_argument(
+        "--out",
+        help="where to write them (default: $VISTA_SQL_CALIBRATION, else"
+        " ~/.config/vista_sql/calibration.json)",
+    )
     return parser
 
 
@@ -179,6 +188,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _run(args)
         if args.command == "cache":
             return _cache(args)
+        if args.command == "calibrate":
+            return _calibrate(args)
         return _demo(args)
     except VistaError as error:
         print(f"vista-sql: error: {error}", file=sys.stderr)
@@ -189,6 +200,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("vista-sql: interrupted", file=sys.stderr)
         return 130
+
+
+def _calibrate(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from vista_sql.cost_model.profile import calibrate, describe_machine
+
+    print("measuring this machine (run it idle: the figures are per core) ...", flush=True)
+    document, path = calibrate(Path(args.out).expanduser() if args.out else None)
+    values = document["values"]
+    print(f"machine      {describe_machine(document['machine'])}")
+    print(f"inference    {values['inference_flops_per_core'] / 1e9:.1f} GFLOP/s per core (fp32)")
+    if "tf_thread_scaling_exponent" in values:
+        speedup = 2 ** values["tf_thread_scaling_exponent"]
+        print(f"threads      x{speedup:.2f} at 2 TensorFlow threads")
+    print(f"decode       {values['decode_seconds_per_jpeg_byte'] * 1e9:.1f} ns per JPEG byte")
+    print(f"model build  {values['model_build_seconds']:.2f} s fixed, plus per parameter byte")
+    for name in document.get("unreliable", {}):
+        print(f"not measured {name}: the machine was busy (the built-in value is used)")
+    print(f"wrote {path} in {document['seconds']:.0f} s; EXPLAIN uses it from now on")
+    return 0
 
 
 def _run(args: argparse.Namespace) -> int:

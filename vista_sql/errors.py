@@ -131,6 +131,11 @@ class DataError(VistaError):
         self.count = count
 
 
+class CalibrationError(VistaError):
+    """A calibration file that is not what ``vista-sql calibrate`` writes. It is only ever read as
+    JSON and checked, never executed; the message names the file and what is wrong."""
+
+
 class WeightsError(VistaError):
     """Weights that cannot be had, do not fit the CNN, or come from a file that is not what it
     claims to be (malformed, hostile, or asking to run code); the message names the file and says

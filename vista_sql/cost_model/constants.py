@@ -4,10 +4,12 @@ Three kinds of constant:
 
 - **Spark and library facts**: defaults and hard-coded sizes from Spark's configuration docs and
   source (cited by class and key). They change only with the Spark version.
-- **Measured on this machine** by ``benchmarks/bench_calibration.py constants`` (each in a fresh
-  process: resident memory from ``/proc/self/status``, times with ``perf_counter``). The values in
-  this file are the fallback; ``calibration.json`` beside it, written by ``--write``, overrides them
-  and records the machine and the date.
+- **Measured on a machine** by ``vista-sql calibrate`` (``cost_model.profile``: each in a fresh
+  process, resident memory from ``/proc/self/status``, times with ``perf_counter``). The values in
+  this file are the fallback; the shipped ``calibration.json`` beside it overrides them, and the
+  user's calibration file (``calibration_path()``, written by ``vista-sql calibrate``) overrides
+  that. A calibration records the machine it was measured on; ``calibration_status()`` says
+  whether that is this machine, for EXPLAIN.
 - **Modelling assumptions**: rates and factors not yet measured end to end, stated as such, for the
   calibration benchmark (predicted vs measured runs) to correct.
 
@@ -17,11 +19,15 @@ Three kinds of constant:
 from __future__ import annotations
 
 import json
+import math
+import os
 from dataclasses import dataclass, field, fields, replace
 from functools import cache
 from importlib import resources
+from pathlib import Path
 from typing import Any
 
+from vista_sql.errors import CalibrationError
 from vista_sql.units import GiB, MiB
 
 SPARK = "Spark fact"
@@ -479,10 +485,13 @@ class Provenance:
 
 def provenance(consts: CostConstants | None = None) -> tuple[Provenance, ...]:
     """Every constant's unit and source, in declaration order (measured ones name the machine)."""
+    from vista_sql.cost_model.profile import describe_machine
+
     calibration = _calibration()
     where = ""
     if calibration is not None:
-        where = f" (on {calibration.get('machine', '?')}, {calibration.get('measured_at', '?')})"
+        machine = describe_machine(calibration.get("machine", "?"))
+        where = f" (on {machine}, {calibration.get('measured_at', '?')})"
     result = []
     for f in fields(CostConstants):
         kind = f.metadata["kind"]
@@ -494,22 +503,151 @@ def provenance(consts: CostConstants | None = None) -> tuple[Provenance, ...]:
     return tuple(result)
 
 
+CALIBRATION_ENV = "VISTA_SQL_CALIBRATION"
+MAX_CALIBRATION_BYTES = 1 << 20
+
+
+def calibration_path() -> Path:
+    """The user's calibration file: ``$VISTA_SQL_CALIBRATION``, else
+    ``$XDG_CONFIG_HOME/vista_sql/calibration.json`` (``~/.config`` by default)."""
+    given = os.environ.get(CALIBRATION_ENV)
+    if given:
+        return Path(given).expanduser()
+    base = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+    return Path(base) / "vista_sql" / "calibration.json"
+
+
+def check_calibration(document: Any, where: str) -> dict[str, Any]:
+    """``document`` if it is a calibration: an object whose ``values`` name known constants with
+    finite, non-negative numbers; else :class:`CalibrationError`."""
+
+    def bad(problem: str) -> CalibrationError:
+        return CalibrationError(
+            f"the calibration file {where} {problem}; run `vista-sql calibrate` to measure this"
+            f" machine again, or remove the file to use the shipped constants"
+        )
+
+    if not isinstance(document, dict):
+        raise bad("is not a JSON object")
+    values = document.get("values")
+    if not isinstance(values, dict):
+        raise bad("has no 'values' object")
+    known = {f.name for f in fields(CostConstants)}
+    for name, value in values.items():
+        if name not in known:
+            raise bad(f"names an unknown constant {name!r}")
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise bad(f"gives {name} as {value!r}, not a number")
+        if not math.isfinite(value) or value < 0:
+            raise bad(f"gives {name} = {value!r}, not a finite non-negative number")
+    return document
+
+
+def _read_calibration(path: Path) -> dict[str, Any]:
+    where = f"'{path}'"
+    try:
+        with open(path, "rb") as handle:
+            data = handle.read(MAX_CALIBRATION_BYTES + 1)
+    except OSError as error:
+        raise CalibrationError(f"the calibration file {where} cannot be read: {error}") from error
+    if len(data) > MAX_CALIBRATION_BYTES:
+        raise CalibrationError(f"the calibration file {where} is larger than 1 MiB")
+    try:
+        document = json.loads(data.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise CalibrationError(f"the calibration file {where} is not JSON: {error}") from error
+    checked = check_calibration(document, where)
+    checked["path"] = str(path)
+    return checked
+
+
 @cache
 def _calibration() -> dict[str, Any] | None:
+    """The user's calibration when there is one, else the shipped one (None: neither)."""
+    user = calibration_path()
+    if user.is_file():
+        return _read_calibration(user)
     try:
         text = resources.files(__package__).joinpath("calibration.json").read_text()
     except FileNotFoundError:
         return None
-    document: dict[str, Any] = json.loads(text)
-    return document
+    document: dict[str, Any] = check_calibration(json.loads(text), "shipped with vista_sql")
+    return {**document, "path": None}
+
+
+def write_calibration(document: dict[str, Any], path: Path | None = None) -> Path:
+    """Store a measured calibration (checked first) as the user's file, atomically; use it from
+    now on in this process. Returns the path written."""
+    target = path if path is not None else calibration_path()
+    check_calibration(document, f"'{target}'")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = target.with_name(f".{target.name}.partial")
+    partial.write_text(json.dumps(document, indent=1, sort_keys=True) + "\n")
+    os.replace(partial, target)
+    reload_calibration()
+    return target
+
+
+def reload_calibration() -> None:
+    """Forget the calibration read so far (after ``vista-sql calibrate`` wrote a new one)."""
+    _calibration.cache_clear()
+    constants.cache_clear()
+
+
+@dataclass(frozen=True, slots=True)
+class CalibrationStatus:
+    """Which calibration the constants come from, and whether it was measured on this machine."""
+
+    source: str
+    """``user`` (the user's file), ``shipped`` (vista_sql's own) or ``none`` (built-in values)."""
+    path: str | None
+    machine: Any
+    measured_at: str | None
+    this_machine: bool
+
+    def describe(self) -> str:
+        from vista_sql.cost_model.profile import describe_machine
+
+        if self.source == "none":
+            return "none: built-in constants (run `vista-sql calibrate`)"
+        origin = f"{self.path}" if self.path else "shipped with vista_sql"
+        where = "this machine" if self.this_machine else describe_machine(self.machine)
+        text = f"{where}, {self.measured_at or '?'} ({origin})"
+        if not self.this_machine:
+            text += "; measured on another machine: times may be off, run `vista-sql calibrate`"
+        return text
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "source": self.source,
+            "path": self.path,
+            "machine": self.machine,
+            "measured_at": self.measured_at,
+            "this_machine": self.this_machine,
+        }
+
+
+def calibration_status() -> CalibrationStatus:
+    from vista_sql.cost_model.profile import same_machine, this_machine
+
+    calibration = _calibration()
+    if calibration is None:
+        return CalibrationStatus("none", None, None, None, False)
+    machine = calibration.get("machine")
+    return CalibrationStatus(
+        "user" if calibration.get("path") else "shipped",
+        calibration.get("path"),
+        machine,
+        calibration.get("measured_at"),
+        same_machine(machine, this_machine()),
+    )
 
 
 @cache
 def constants() -> CostConstants:
-    """The defaults above with ``calibration.json``'s measured values applied."""
+    """The defaults above with the calibration's measured values applied."""
     calibration = _calibration()
     if calibration is None:
         return CostConstants()
-    known = {f.name for f in fields(CostConstants)}
-    values = {k: float(v) for k, v in calibration.get("values", {}).items() if k in known}
+    values = {k: float(v) for k, v in calibration["values"].items()}
     return replace(CostConstants(), **values)

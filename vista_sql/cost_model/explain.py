@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import Any, Literal
 
 from vista_sql.cost_model.config import storage_level_name
-from vista_sql.cost_model.constants import provenance
+from vista_sql.cost_model.constants import calibration_status, provenance
 from vista_sql.cost_model.estimate import Estimate
 from vista_sql.cost_model.facts import NodeFacts
 from vista_sql.cost_model.optimizer import Decision, PhysicalPlan
@@ -69,6 +69,7 @@ def explain_json(decision: Decision, mode: Mode = None) -> dict[str, Any]:
             "cache_peak_bytes": chosen.memory.cache_peak.to_json(),
             "storage_capacity_bytes": chosen.memory.storage_capacity,
             "spill_fraction": chosen.memory.spill_fraction.to_json(),
+            "calibration": calibration_status().to_json(),
         },
         "overrides": list(decision.overrides),
         "considered": decision.considered,
@@ -185,6 +186,7 @@ def _estimate_lines(decision: Decision) -> list[str]:
         f" ({stats.image_bytes.format('bytes')}), {stats.table_rows.format('rows')} rows x"
         f" {stats.feature_columns.format()} structured features,"
         f" {stats.label_classes.format()} classes",
+        f"calibration  {calibration_status().describe()}",
     ]
     if decision.overrides:
         lines.append(f"overrides    {', '.join(decision.overrides)}")

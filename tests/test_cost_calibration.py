@@ -1,0 +1,142 @@
+"""The user's calibration file (``vista-sql calibrate``): used over the shipped one, checked before
+use (never trusted unchecked), named by EXPLAIN with the machine it came from."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cost_support import decide, statement
+
+from vista_sql.cost_model.constants import (
+    CALIBRATION_ENV,
+    _calibration,
+    calibration_status,
+    constants,
+    reload_calibration,
+    write_calibration,
+)
+from vista_sql.cost_model.explain import explain_json, explain_text
+from vista_sql.cost_model.profile import this_machine
+from vista_sql.errors import CalibrationError
+
+SQL = statement()
+
+
+@pytest.fixture
+def user_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """``$VISTA_SQL_CALIBRATION`` pointing at a file of this test's (not yet written)."""
+    path = tmp_path / "calibration.json"
+    monkeypatch.setenv(CALIBRATION_ENV, str(path))
+    reload_calibration()
+    yield path
+    monkeypatch.undo()
+    reload_calibration()
+
+
+def shipped() -> dict[str, Any]:
+    document = _calibration()
+    assert document is not None and document["path"] is None, "the tests use the shipped file"
+    return {k: v for k, v in document.items() if k != "path"}
+
+
+def inference_seconds(decision: Any) -> float:
+    steps = dict(decision.chosen.runtime.by_step())
+    value = steps["inference"].value
+    assert value is not None
+    return float(value)
+
+
+def test_the_shipped_calibration_is_used_without_a_user_file() -> None:
+    status = calibration_status()
+    assert status.source == "shipped" and status.path is None
+    assert "shipped with vista_sql" in explain_text(decide(SQL))
+
+
+def test_a_user_calibration_overrides_the_shipped_one_and_explain_names_it(
+    user_file: Path,
+) -> None:
+    before = decide(SQL)
+    document = shipped()
+    slower = document["values"]["inference_flops_per_core"] / 4
+    document = {
+        **document,
+        "machine": this_machine(),
+        "measured_at": "2026-12-07",
+        "values": {**document["values"], "inference_flops_per_core": slower},
+    }
+    write_calibration(document)
+    assert json.loads(user_file.read_text())["values"]["inference_flops_per_core"] == slower
+    assert constants().inference_flops_per_core == slower
+    after = decide(SQL)
+    # a quarter of the FLOP rate: the inference estimate grows (its fixed per-call costs do not)
+    assert inference_seconds(after) > 2.5 * inference_seconds(before)
+    text = explain_text(after)
+    line = next(line for line in text.splitlines() if line.startswith("calibration  "))
+    assert "this machine, 2026-12-07" in line and str(user_file) in line
+    assert "another machine" not in line
+    calibration = explain_json(after)["estimate"]["calibration"]
+    assert calibration["source"] == "user" and calibration["this_machine"] is True
+
+
+def test_a_calibration_from_another_machine_is_flagged(user_file: Path) -> None:
+    elsewhere = {**this_machine(), "cpu": "Some Other CPU", "cpu_flags": ["avx512f"]}
+    write_calibration({**shipped(), "machine": elsewhere, "measured_at": "2026-01-02"})
+    line = next(
+        line for line in explain_text(decide(SQL)).splitlines() if line.startswith("calibration")
+    )
+    assert "Some Other CPU (avx512f)" in line
+    assert "measured on another machine" in line and "vista-sql calibrate" in line
+    assert calibration_status().this_machine is False
+
+
+@pytest.mark.parametrize(
+    ("content", "problem"),
+    [
+        (b"{not json", "is not JSON"),
+        (b"[1, 2]", "is not a JSON object"),
+        (b'{"machine": "x"}', "has no 'values' object"),
+        (b'{"values": {"rm_rf": 1.0}}', "unknown constant 'rm_rf'"),
+        (b'{"values": {"inference_flops_per_core": "fast"}}', "not a number"),
+        (b'{"values": {"inference_flops_per_core": true}}', "not a number"),
+        (b'{"values": {"inference_flops_per_core": -1}}', "not a finite non-negative"),
+        (b'{"values": {"inference_flops_per_core": NaN}}', "not a finite non-negative"),
+        (b'{"values": {"inference_flops_per_core": Infinity}}', "not a finite non-negative"),
+        (b"\xff\xfe", "is not JSON"),
+        (b'{"values": {}, "pad": "' + b"x" * (1 << 20) + b'"}', "larger than 1 MiB"),
+    ],
+)
+def test_a_bad_calibration_file_is_refused_naming_the_file(
+    user_file: Path, content: bytes, problem: str
+) -> None:
+    user_file.write_bytes(content)
+    with pytest.raises(CalibrationError) as raised:
+        decide(SQL)
+    message = str(raised.value)
+    assert str(user_file) in message and problem in message
+    assert "vista-sql calibrate" in message or "larger" in message or "JSON" in message
+
+
+def test_writing_checks_first_and_leaves_no_partial_file(user_file: Path) -> None:
+    with pytest.raises(CalibrationError, match="not a finite"):
+        write_calibration({"values": {"inference_flops_per_core": math.inf}})
+    assert not user_file.exists()
+    assert list(user_file.parent.iterdir()) == []
+    write_calibration(shipped())
+    assert [p.name for p in user_file.parent.iterdir()] == [user_file.name]
+
+
+def test_the_command_line_offers_calibrate() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "vista_sql.cli", "calibrate", "--help"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert "--out" in done.stdout and "calibration.json" in done.stdout
