@@ -3,8 +3,9 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 # Two test processes, each module in one of them (its module-scoped Spark data and clusters kept
-# together): the suite waits on Spark, Py4J and process starts as much as on the CPU.
-PYTEST_ARGS ?= -n 2 --dist loadfile
+# together): the suite waits on Spark, Py4J and process starts as much as on the CPU. The 25
+# slowest tests are listed at the end, to see where the suite's time goes.
+PYTEST_ARGS ?= -n 2 --dist loadfile --durations=25
 
 .PHONY: demo test lint format clean
 

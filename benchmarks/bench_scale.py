@@ -171,6 +171,56 @@ def summarize(records: dict[str, Any]) -> dict[str, Any]:
     return summary
 
 
+STAGE_GROUPS = {
+    "inference": ("startup", "scan", "decode", "inference", "join", "persist"),
+    "training": ("assemble", "train"),
+    "evaluation": ("evaluate",),
+}
+"""EXPLAIN COST's steps grouped as EXPLAIN ANALYZE's per-layer stages measure them."""
+
+
+def forcing_options(predicted: dict[str, Any]) -> list[str]:
+    """WITH options that make the optimizer estimate the plan that ran, as it was configured."""
+    inference, placement, keep = predicted["alternative"].split("/")
+    choice = dict(part.split("=", 1) for part in predicted["choice"].split())
+    options = [
+        f"inference = {inference}",
+        f"placement = {placement}",
+        f"executor_cores = {choice['cores']}",
+        f"partitions = {choice['partitions']}",
+        f"batch_size = {choice['batch']}",
+    ]
+    if keep == "persist" and choice.get("persist") not in (None, "None"):
+        options.append(f"persist = {choice['persist']}")
+    return options
+
+
+def reestimate(entry: dict[str, Any]) -> dict[str, Any] | None:
+    """EXPLAIN COST of the plan that ran, under the calibration in use now (``vista-sql
+    calibrate``'s file, when this machine has one): what the estimate is with this machine's
+    constants rather than those the run had. None when vista_sql did not finish."""
+    import vista_sql
+
+    vista = entry["records"]["vista"]
+    if vista["status"] != "finished":
+        return None
+    sql = vista["statement"]
+    options = ", ".join(forcing_options(vista["predicted"]))
+    text = str(vista_sql.execute(f"EXPLAIN COST FORMAT JSON {sql}\n  WITH ({options})"))
+    document = json.loads(text)
+    chosen = next(a for a in document["alternatives"] if a["chosen"])
+    steps = {k: v["value"] or 0.0 for k, v in chosen["cost"]["seconds_by_stage"].items()}
+    return {
+        "calibration": document["estimate"]["calibration"],
+        "alternative": chosen["name"],
+        "seconds": chosen["seconds"]["value"],
+        "peak_bytes": chosen["peak_memory_bytes"]["value"],
+        "stages": {
+            g: sum(steps.get(s, 0.0) for s in members) for g, members in STAGE_GROUPS.items()
+        },
+    }
+
+
 def _gib(value: float | None) -> str:
     return "-" if value is None else f"{value / GiB:.1f} GiB"
 
@@ -212,6 +262,23 @@ def text_tables(document: dict[str, Any]) -> str:
             lines.append(
                 f"  {stage:<12} {t['estimated']:>8.1f} s {t['measured']:>8.1f} s {ratio:>9.2f}"
             )
+        again = entry.get("reestimate")
+        if again is not None:
+            cal = again["calibration"]
+            mark = "this machine" if cal["this_machine"] else "another machine"
+            lines.append(
+                f"  re-estimated under the {cal['source']} calibration ({mark},"
+                f" {cal['measured_at']}): {again['seconds']:.0f} s against"
+                f" {s['seconds']['measured']:.0f} s measured"
+                f" ({s['seconds']['measured'] / again['seconds']:.2f});"
+                f" peak {_gib(again['peak_bytes'])}"
+            )
+            for stage, seconds in again["stages"].items():
+                measured = s["stages"][stage]["measured"]
+                lines.append(
+                    f"    {stage:<12} {seconds:>8.1f} s {measured:>8.1f} s"
+                    f" {measured / seconds if seconds else float('nan'):>9.2f}"
+                )
         c = s["cache"]
         lines.append(
             f"  cache: estimated peak {_gib(c['estimated_peak_bytes'])} against storage memory"
@@ -283,6 +350,11 @@ def main() -> int:
     parser.add_argument("--scratch", default=None, help="directory for per-run files")
     parser.add_argument("--results", default=str(RESULTS / "scale"), help="path stem")
     parser.add_argument("--report", action="store_true", help="print and plot what is recorded")
+    parser.add_argument(
+        "--reestimate",
+        action="store_true",
+        help="estimate each recorded plan again under the calibration in use now",
+    )
     args = parser.parse_args()
     stem = Path(args.results)
     path = stem.with_suffix(".json")
@@ -297,6 +369,10 @@ def main() -> int:
         entry["command"] = " ".join([Path(sys.argv[0]).name, *sys.argv[1:]])
         document["workloads"][args.cnn] = entry
         stem.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(document, indent=1, default=str) + "\n")
+    if args.reestimate:
+        for entry in document["workloads"].values():
+            entry["reestimate"] = reestimate(entry)
         path.write_text(json.dumps(document, indent=1, default=str) + "\n")
     print(text_tables(document))
     plot(document, stem.with_suffix(".png"))
