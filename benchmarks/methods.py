@@ -232,14 +232,16 @@ class StorageSampler:
         from pyspark import SparkContext
 
         while not self._stop.wait(self.interval):
+            # A context still starting has no _jsc yet; one stopping loses it under us.
             context = SparkContext._active_spark_context
-            if context is None or context._jsc is None:
+            java = getattr(context, "_jsc", None)
+            if java is None:
                 continue
             try:
-                infos = context._jsc.sc().getRDDStorageInfo()
+                infos = java.sc().getRDDStorageInfo()
                 memory = sum(int(info.memSize()) for info in infos)
                 disk = sum(int(info.diskSize()) for info in infos)
-            except Exception:  # the context stopping under us: the next sample decides
+            except Exception:  # the context stopping: the next sample decides
                 continue
             self.samples += 1
             self.memory_bytes = max(self.memory_bytes, memory)
