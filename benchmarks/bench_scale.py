@@ -313,9 +313,20 @@ def plot(document: dict[str, Any], path: Path) -> None:
         else 0.0
         for e in entries
     ]
-    times.bar([i - width for i in x], estimated, width, label="vista_sql estimate", color="#9ecae1")
-    times.bar(list(x), measured, width, label="vista_sql measured", color="#3182bd")
-    bars = times.bar([i + width for i in x], naive, width, label="Naive in Spark", color="#e6550d")
+    again = [((e.get("reestimate") or {}).get("seconds") or 0.0) / 60 for e in entries]
+    width = 0.2
+    times.bar([i - 1.5 * width for i in x], estimated, width, label="estimate", color="#c6dbef")
+    times.bar(
+        [i - 0.5 * width for i in x],
+        again,
+        width,
+        label="estimate, this machine's calibration",
+        color="#6baed6",
+    )
+    times.bar([i + 0.5 * width for i in x], measured, width, label="measured", color="#08519c")
+    bars = times.bar(
+        [i + 1.5 * width for i in x], naive, width, label="Naive in Spark", color="#e6550d"
+    )
     for bar, entry in zip(bars, entries, strict=True):
         status = (entry["summary"].get("naive") or {}).get("status")
         if status == "timeout":
@@ -323,7 +334,7 @@ def plot(document: dict[str, Any], path: Path) -> None:
     times.set_xticks(list(x), labels)
     times.set_ylabel("minutes")
     times.set_title("statement time")
-    times.legend(fontsize=8)
+    times.legend(fontsize=8, loc="upper left")
     est_peak = [e["summary"]["peak_bytes"]["estimated"] / GiB for e in entries]
     meas_peak = [e["summary"]["peak_bytes"]["measured"] / GiB for e in entries]
     disk = [e["summary"]["cache"]["measured_peak_disk_bytes"] / GiB for e in entries]
@@ -333,7 +344,7 @@ def plot(document: dict[str, Any], path: Path) -> None:
     memory.set_xticks(list(x), labels)
     memory.set_ylabel("GiB")
     memory.set_title("memory (one 24 GiB node)")
-    memory.legend(fontsize=8)
+    memory.legend(fontsize=8, loc="upper left")
     figure.tight_layout()
     figure.savefig(path, dpi=120)
     plt.close(figure)
