@@ -140,3 +140,14 @@ def test_the_command_line_offers_calibrate() -> None:
         check=True,
     )
     assert "--out" in done.stdout and "calibration.json" in done.stdout
+
+
+def test_a_measured_cnn_efficiency_scales_that_cnns_inference_only(user_file: Path) -> None:
+    alexnet = statement(cnn="alexnet", layers="fc7, fc8")
+    resnet = statement(cnn="resnet50", layers="conv5_3, fc6")
+    before = (inference_seconds(decide(alexnet, "alexnet")), decide(resnet, "resnet50"))
+    document = shipped()
+    write_calibration({**document, "values": {**document["values"], "tf_efficiency_alexnet": 0.5}})
+    # half ResNet50's FLOP rate: AlexNet's TensorFlow time doubles (Arrow and calls do not)
+    assert inference_seconds(decide(alexnet, "alexnet")) > 1.6 * before[0]
+    assert inference_seconds(decide(resnet, "resnet50")) == inference_seconds(before[1])

@@ -215,6 +215,10 @@ def _calibrate(args: argparse.Namespace) -> int:
     if "tf_thread_scaling_exponent" in values:
         speedup = 2 ** values["tf_thread_scaling_exponent"]
         print(f"threads      x{speedup:.2f} at 2 TensorFlow threads")
+    print(
+        f"per CNN      AlexNet x{values['tf_efficiency_alexnet']:.2f},"
+        f" VGG16 x{values['tf_efficiency_vgg16']:.2f} of ResNet50's FLOP rate"
+    )
     print(f"decode       {values['decode_seconds_per_jpeg_byte'] * 1e9:.1f} ns per JPEG byte")
     print(f"model build  {values['model_build_seconds']:.2f} s fixed, plus per parameter byte")
     for name in document.get("unreliable", {}):

@@ -288,6 +288,20 @@ class CostConstants:
         "Keras ResNet50 (random weights) inference, batch 8, one TensorFlow thread: FLOPs"
         " counted from layer shapes (2 x MACs of Conv2D and Dense) / seconds",
     )
+    tf_efficiency_alexnet: float = _c(
+        1.0,
+        "x",
+        MEASURED,
+        "AlexNet's TensorFlow FLOP rate over ResNet50's, both as vista_sql builds them (the"
+        " roster's partial model to the top two layers, batch 8, one thread); its large dense"
+        " layers are memory-bound",
+    )
+    tf_efficiency_vgg16: float = _c(
+        1.0,
+        "x",
+        MEASURED,
+        "VGG16's TensorFlow FLOP rate over ResNet50's, measured as tf_efficiency_alexnet",
+    )
     tf_thread_scaling_exponent: float = _c(
         0.7,
         "exponent",

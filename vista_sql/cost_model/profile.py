@@ -213,7 +213,8 @@ for _ in range(3):
     runner.run(x)
     steady.append(time.perf_counter() - start)
 print(json.dumps({{"cnn": info.name, "param_bytes": info.param_bytes, "build_seconds": build,
-    "first_call_seconds": first, "steady_seconds": min(steady)}}))
+    "first_call_seconds": first, "steady_seconds": min(steady), "batch": 8,
+    "flops": sum(layer.flops or 0 for layer in info.layers)}}))
 """
 
 DECODE = """
@@ -274,7 +275,14 @@ def measure_constants() -> dict[str, Any]:
     live = max((layer.activation_bytes or 0) for layer in resnet.layers) if resnet else 0
     live = live or small["largest_activation_bytes"]
 
+    # Each CNN's FLOP rate through vista_sql's own model builder, relative to ResNet50's: the
+    # runtime model scales the ResNet50 rate above by it.
+    rates = {r["cnn"]: r["flops"] * r["batch"] / r["steady_seconds"] for r in runners}
+    efficiency = {
+        f"tf_efficiency_{cnn}": rates[cnn] / rates["resnet50"] for cnn in ("alexnet", "vgg16")
+    }
     values: dict[str, float] = {
+        **efficiency,
         "driver_python_bytes": driver["VmHWM"],
         "python_daemon_bytes": daemon["VmHWM"],
         "python_worker_base_bytes": worker["after_first_inference"]["VmHWM"],

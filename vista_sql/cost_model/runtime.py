@@ -246,7 +246,8 @@ def _inference(f: NodeFacts, choice: Choice, resources: Resources, cluster: _Clu
         return cluster.spread(f.rows * (arrow + calls)) + gpu_seconds
     threads = choice.tf_threads
     oversubscribed = max(1.0, choice.executor_cores * threads / resources.cores)
-    rate = consts.inference_flops_per_core * threads**consts.tf_thread_scaling_exponent
+    efficiency = getattr(consts, f"tf_efficiency_{infer.cnn}", 1.0)  # measured CNNs only
+    rate = consts.inference_flops_per_core * efficiency * threads**consts.tf_thread_scaling_exponent
     tensorflow = infer.flops * (oversubscribed / rate)
     # ``spread`` already slows tasks for more slots than cores; TF's own threads are the rest.
     per_image = tensorflow * (1 / cluster.slowdown) + calls + arrow
