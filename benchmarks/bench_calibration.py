@@ -1,7 +1,7 @@
 """Calibrate the cost model: measure its machine constants, and compare predictions with runs.
 
     python benchmarks/bench_calibration.py constants [--write]
-        Measures the machine constants as ``vista-sql calibrate`` does (``vista_sql.cost_model.
+        Measures the machine constants as ``vista-sql calibrate`` does (``vista_sql.physical.
         profile``: each in a fresh subprocess; see its docstring for what) and prints them as
         JSON; ``--write`` stores them as the calibration shipped with vista_sql,
         ``vista_sql/cost_model/calibration.json`` (a user's own ``vista-sql calibrate`` file
@@ -46,7 +46,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from vista_sql.cost_model.profile import measure_constants  # noqa: E402
+from vista_sql.physical.profile import measure_constants  # noqa: E402
 
 CALIBRATION_FILE = ROOT / "vista_sql" / "cost_model" / "calibration.json"
 

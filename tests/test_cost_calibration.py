@@ -23,7 +23,7 @@ from vista_sql.cost_model.constants import (
     write_calibration,
 )
 from vista_sql.cost_model.explain import explain_json, explain_text
-from vista_sql.cost_model.profile import this_machine
+from vista_sql.cost_model.machine import this_machine
 from vista_sql.errors import CalibrationError
 
 SQL = statement()

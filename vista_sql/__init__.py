@@ -54,7 +54,7 @@ def calibrate(path: str | None = None) -> dict[str, Any]:
     Returns what was written."""
     from pathlib import Path
 
-    from vista_sql.cost_model.profile import calibrate as measure_and_write
+    from vista_sql.physical.profile import calibrate as measure_and_write
 
     document, _ = measure_and_write(Path(path).expanduser() if path else None)
     return document

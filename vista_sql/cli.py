@@ -205,7 +205,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _calibrate(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from vista_sql.cost_model.profile import calibrate, describe_machine
+    from vista_sql.cost_model.machine import describe_machine
+    from vista_sql.physical.profile import calibrate
 
     print("measuring this machine (run it idle: the figures are per core) ...", flush=True)
     document, path = calibrate(Path(args.out).expanduser() if args.out else None)

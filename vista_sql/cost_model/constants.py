@@ -4,7 +4,7 @@ Three kinds of constant:
 
 - **Spark and library facts**: defaults and hard-coded sizes from Spark's configuration docs and
   source (cited by class and key). They change only with the Spark version.
-- **Measured on a machine** by ``vista-sql calibrate`` (``cost_model.profile``: each in a fresh
+- **Measured on a machine** by ``vista-sql calibrate`` (``physical.profile``: each in a fresh
   process, resident memory from ``/proc/self/status``, times with ``perf_counter``). The values in
   this file are the fallback; the shipped ``calibration.json`` beside it overrides them, and the
   user's calibration file (``calibration_path()``, written by ``vista-sql calibrate``) overrides
@@ -499,7 +499,7 @@ class Provenance:
 
 def provenance(consts: CostConstants | None = None) -> tuple[Provenance, ...]:
     """Every constant's unit and source, in declaration order (measured ones name the machine)."""
-    from vista_sql.cost_model.profile import describe_machine
+    from vista_sql.cost_model.machine import describe_machine
 
     calibration = _calibration()
     where = ""
@@ -620,7 +620,7 @@ class CalibrationStatus:
     this_machine: bool
 
     def describe(self) -> str:
-        from vista_sql.cost_model.profile import describe_machine
+        from vista_sql.cost_model.machine import describe_machine
 
         if self.source == "none":
             return "none: built-in constants (run `vista-sql calibrate`)"
@@ -642,7 +642,7 @@ class CalibrationStatus:
 
 
 def calibration_status() -> CalibrationStatus:
-    from vista_sql.cost_model.profile import same_machine, this_machine
+    from vista_sql.cost_model.machine import same_machine, this_machine
 
     calibration = _calibration()
     if calibration is None:

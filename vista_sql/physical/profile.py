@@ -10,9 +10,9 @@ batch relative to the catalog's activation bytes; Pillow's decode and resize cos
 of the roster's partial models. Times are the best of several repetitions, the least disturbed by
 other load on a shared machine. Run it on an idle machine: the figures are per core.
 
-A calibration records the machine it came from (``this_machine``: CPU model, the vector and
-matrix extensions TensorFlow uses, cores, memory), so that EXPLAIN can say when its constants
-were measured on another one.
+A calibration records the machine it came from (``cost_model.machine.this_machine``), so that
+EXPLAIN can say when its constants were measured on another one. This module lives in physical/
+because it starts TensorFlow and Spark processes; the cost model only reads what it wrote.
 """
 
 from __future__ import annotations
@@ -20,7 +20,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import platform
 import subprocess
 import sys
 import textwrap
@@ -28,57 +27,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-CPU_FLAGS = ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile", "amx_bf16")
-"""The CPU features that change TensorFlow's CPU kernels (oneDNN picks its code by them)."""
-
-
-def this_machine() -> dict[str, Any]:
-    """What makes this machine's constants its own: CPU model and features, cores, memory."""
-    model, flags = platform.processor() or platform.machine(), set[str]()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            key, _, value = line.partition(":")
-            if key.strip() == "model name":
-                model = value.strip()
-            elif key.strip() == "flags":
-                flags = set(value.split())
-            if model and flags:
-                break
-    except OSError:
-        pass
-    return {
-        "cpu": model,
-        "cpu_flags": [f for f in CPU_FLAGS if f in flags],
-        "cores": len(os.sched_getaffinity(0)),
-        "memory_bytes": _memory_total(),
-    }
-
-
-def same_machine(recorded: Any, here: dict[str, Any]) -> bool:
-    """Whether a calibration's recorded machine is this one (CPU, its features, cores)."""
-    if not isinstance(recorded, dict):
-        return False
-    return all(recorded.get(k) == here.get(k) for k in ("cpu", "cpu_flags", "cores"))
-
-
-def describe_machine(recorded: Any) -> str:
-    if not isinstance(recorded, dict):
-        return str(recorded)
-    flags = ",".join(recorded.get("cpu_flags") or []) or "no AVX2"
-    gib = (recorded.get("memory_bytes") or 0) / 2**30
-    cores = recorded.get("cores", "?")
-    return f"{recorded.get('cpu', '?')} ({flags}), {cores} cores, {gib:.1f} GiB"
-
-
-def _memory_total() -> int:
-    try:
-        with open("/proc/meminfo") as meminfo:
-            for line in meminfo:
-                if line.startswith("MemTotal:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return 0
+from vista_sql.cost_model.machine import this_machine
 
 
 def measure() -> dict[str, Any]:
