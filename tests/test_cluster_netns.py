@@ -8,6 +8,7 @@ Skipped where namespaces cannot be made (not root, no ``ip``, no cgroup v1 memor
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -97,6 +98,28 @@ def metrics(result: dict[str, Any]) -> list[dict[str, Any]]:
     return result["metrics"]
 
 
+def resident(pid: int) -> tuple[int, int]:
+    """A process's resident bytes now, anonymous and file-backed ((0, 0) once it is gone)."""
+    fields = {}
+    with contextlib.suppress(OSError, ValueError):
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            key, _, value = line.partition(":")
+            if key in ("RssAnon", "RssFile", "RssShmem"):
+                fields[key] = int(value.split()[0]) * 1024
+    return fields.get("RssAnon", 0) + fields.get("RssShmem", 0), fields.get("RssFile", 0)
+
+
+def host_resident(jvms: list[int], pythons: list[int]) -> int:
+    """The resident memory of a host's executor JVMs and Python processes as its kernel counts
+    it: each process's own pages, and the pages of the files they map (the JVM's, TensorFlow's
+    libraries) once, not once per process that maps them."""
+    total = 0
+    for group in (jvms, pythons):
+        sizes = [resident(pid) for pid in group]
+        total += sum(anon for anon, _ in sizes) + max((file for _, file in sizes), default=0)
+    return total
+
+
 @pytest.fixture(scope="module")
 def local_result(
     cluster: NetnsCluster, foods: FoodsDataset, tmp_path_factory: pytest.TempPathFactory
@@ -122,15 +145,21 @@ def test_spark_submit_runs_a_statement_on_two_hosts_surviving_a_killed_executor(
             handle.write("0")  # peaks of this statement only
     victim = cluster.workers[0]
     killed: list[int] = []
+    tree_peak = {worker.name: 0 for worker in cluster.workers}
     stop = threading.Event()
 
     def kill_during_inference() -> None:
+        """Kill the victim's executor once it infers; meanwhile sample each host's executors and
+        Python workers: the resident memory of the plan's processes, as a host's kernel counts it
+        (``host_resident``)."""
         while not stop.is_set():
+            for worker in cluster.workers:
+                held = host_resident(cluster.executor_jvms(worker), cluster.python_workers(worker))
+                tree_peak[worker.name] = max(tree_peak[worker.name], held)
             jvms = cluster.executor_jvms(victim)
-            if jvms and len(cluster.python_workers(victim)) >= 2:  # daemon + a worker inferring
-                os.kill(jvms[0], 9)
+            if not killed and jvms and len(cluster.python_workers(victim)) >= 2:
+                os.kill(jvms[0], 9)  # the daemon and a worker inferring
                 killed.append(jvms[0])
-                return
             time.sleep(0.2)
 
     killer = threading.Thread(target=kill_during_inference, daemon=True)
@@ -176,22 +205,27 @@ def test_spark_submit_runs_a_statement_on_two_hosts_surviving_a_killed_executor(
     assert len([e for e in executors if e["host"] == victim.address]) >= 2
     assert {e["host"] for e in executors if e["peak_bytes"]} == hosts
     assert "worst node" in result["explain"]
-    # Each worker's cgroup stayed under its limit. Its peak is within RATIO of the per-node
-    # estimate on the host whose executor was not killed (the victim's held a dying executor's
-    # Python workers beside their replacements), and so is the worst executor's peak from
-    # Spark's metrics (what EXPLAIN ANALYZE shows).
+    # Each worker's cgroup stayed under its limit. On the host whose executor was not killed (the
+    # victim's held a dying executor's Python workers beside their replacements), the plan's
+    # processes' resident memory peaked within RATIO of the per-node estimate, and so did the
+    # worst executor's peak from Spark's metrics (what EXPLAIN ANALYZE shows). The cgroup's own
+    # peak is no measure of that here: the hosts share this machine's page cache, and the pages of
+    # TensorFlow's and the JVM's libraries are charged to whichever cgroup read them first (a
+    # Python process with TensorFlow imported holds ~350 MiB of them).
     estimate = result["analyze"]["peak_memory_bytes"]["estimated"]["value"]
     for worker in cluster.workers:
         assert worker.group is not None
         peak = worker.group.peak_bytes
         assert peak is not None and peak < worker.group.limit_bytes
         assert worker.group.oom_kills in (0, None)
+        tree = tree_peak[worker.name]
         print(
-            f"{worker.name}: cgroup peak {peak / 2**20:.0f} MiB, estimate per node"
-            f" {estimate / 2**20:.0f} MiB, ratio {peak / estimate:.2f}"
+            f"{worker.name}: processes' resident peak {tree / 2**20:.0f} MiB (cgroup peak"
+            f" {peak / 2**20:.0f} MiB), estimate per node {estimate / 2**20:.0f} MiB,"
+            f" ratio {tree / estimate:.2f}"
         )
         if worker is not victim:
-            assert RATIO[0] <= peak / estimate <= RATIO[1], (peak, estimate)
+            assert RATIO[0] <= tree / estimate <= RATIO[1], (tree, estimate)
     worst = max(e["peak_bytes"] for e in executors if e["host"] != victim.address)
     print(f"worst executor (Spark's metrics) {worst / 2**20:.0f} MiB, ratio {worst / estimate:.2f}")
     assert RATIO[0] <= worst / estimate <= RATIO[1], (worst, estimate)
