@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from cost_support import GiB, decide, resources, statement, stats
 
 from vista_sql.cost_model.explain import explain_json, explain_text
@@ -102,3 +103,36 @@ def test_unknown_prints_a_question_mark() -> None:
     text = explain_text(decide(statement("blindnet", "fc2, fc3"), "blindnet"))
     assert "(time ?, peak memory ?)" in text
     assert "runtime      ?" in text
+
+
+@pytest.mark.parametrize(
+    "options", ["inference = 'eager', persist = 'disk'", "inference = 'lazy'", ""]
+)
+def test_analyze_shares_every_operator_among_the_stages_that_run_it(options: str) -> None:
+    """EXPLAIN ANALYZE's per-stage estimates add up to the plan's, and a persisted node read by
+    several layers costs each of them a read (the bottom layer's inference also writes it and
+    computes what lies under it)."""
+    from vista_sql.logical.plan import Persist
+    from vista_sql.physical.analyze import stage_rows
+    from vista_sql.physical.executor import LayerRun, RunOutcome
+    from vista_sql.physical.train import Trained
+
+    decision = decide(statement(options=options), data=stats(20_000, 100_000))
+    plan = decision.chosen.plan
+    order = ["conv2", "fc3", "fc4"]
+    trained = Trained(None, {}, 1.0, 1.0, 8, 2, {})  # type: ignore[arg-type]
+    outcome = RunOutcome([LayerRun(layer, 1, trained, 1.0, 10) for layer in order])
+    rows = stage_rows(decision, plan, outcome, order)
+    runtime = decision.chosen.runtime
+    assert sum(r.estimate.lower_bound for r in rows) == pytest.approx(
+        runtime.total.lower_bound, rel=1e-9
+    )
+    persisted = [n for n in plan.walk() if isinstance(n, Persist)]
+    if options.startswith("inference = 'eager'"):
+        (persist,) = {id(n): n for n in persisted}.values()
+        read = runtime.of(plan.numbering()[id(persist)])
+        assert read is not None and read.passes == len(order)
+        inference = {r.layer: r.estimate.lower_bound for r in rows if r.stage == "inference"}
+        for layer in order[1:]:
+            assert inference[layer] >= read.once.lower_bound > 0
+        assert inference["conv2"] > read.once.lower_bound + read.extra.lower_bound

@@ -73,6 +73,14 @@ class OperatorTime:
     once: Estimate
     passes: float
     total: Estimate
+    extra: Estimate
+    """The part of ``total`` paid once however many passes (writing a persisted node)."""
+
+    def share(self, readers: int, first: bool) -> Estimate:
+        """What one of ``readers`` branches that each compute or read this operator pays: an
+        equal part of the passes, and the once-only part for the first of them."""
+        passes = self.once * (self.passes / max(1, readers))
+        return passes + self.extra if first else passes
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,7 +142,9 @@ def runtime(
         if f.passes <= 0:
             continue
         step, once, extra = _operator(f, facts, choice, memory, resources, cluster)
-        operators.append(OperatorTime(f.number, step, once, f.passes, once * f.passes + extra))
+        operators.append(
+            OperatorTime(f.number, step, once, f.passes, once * f.passes + extra, extra)
+        )
     startup = _startup(facts, consts)
     return RuntimeModel(
         operators=tuple(operators),
@@ -230,7 +240,7 @@ def _operator(
     if isinstance(node, Train):
         return "train", ZERO, _train(f, facts, memory, cluster)
     if isinstance(node, Evaluate):
-        return "evaluate", _evaluate(f, facts, cluster), ZERO
+        return "evaluate", _evaluate(f, facts, memory, cluster), ZERO
     return "startup", ZERO, ZERO
 
 
@@ -296,22 +306,34 @@ def _persist(
     return build + spilled_serialize + spilled, scan + spilled_serialize + spilled
 
 
+def _branch_table_read(
+    assembled: NodeFacts, memory: MemoryModel, consts: CostConstants
+) -> Estimate:
+    """Core-seconds to read the executor's cached branch table once (decompress and deserialize
+    its batches; the part that spilled from disk)."""
+    table = branch_table_bytes(assembled, consts)
+    spilled = table * memory.spill_fraction * consts.disk_seconds_per_byte
+    return (
+        table * (consts.cache_read_seconds_per_byte + consts.serialize_seconds_per_byte) + spilled
+    )
+
+
 def _train(f: NodeFacts, facts: PlanFacts, memory: MemoryModel, cluster: _Cluster) -> Estimate:
     """MLlib training: caching the branch table and reading it back (each fit's passes, the
-    evaluation, the executor's counts), the CPU work on the blocks, one job per iteration, and
-    reading back blocks that spilled."""
+    executor's counts), the CPU work on the blocks, one job per iteration, and reading back
+    blocks that spilled."""
     consts = cluster.consts
     model = f.model
     if model is None:
         return ZERO
     assert isinstance(f.node, Train)
-    table = branch_table_bytes(facts.of(f.node.child), consts)
-    reads = model.input_passes * model.fits + consts.evaluate_input_passes + BRANCH_TABLE_COUNTS
-    serialize = consts.serialize_seconds_per_byte
+    assembled = facts.of(f.node.child)
+    table = branch_table_bytes(assembled, consts)
+    reads = model.input_passes * model.fits + BRANCH_TABLE_COUNTS
     spilled = table * memory.spill_fraction * consts.disk_seconds_per_byte
     cache = cluster.spread(
-        table * (consts.cache_write_seconds_per_byte + serialize) + spilled
-    ) + cluster.spread((table * (consts.cache_read_seconds_per_byte + serialize) + spilled) * reads)
+        table * (consts.cache_write_seconds_per_byte + consts.serialize_seconds_per_byte) + spilled
+    ) + cluster.spread(_branch_table_read(assembled, memory, consts) * reads)
     rows = f.rows
     values = model.values + 1
     entry = models.model(model.name)
@@ -330,8 +352,10 @@ def _train(f: NodeFacts, facts: PlanFacts, memory: MemoryModel, cluster: _Cluste
     return cache + per_fit * model.fits + jobs
 
 
-def _evaluate(f: NodeFacts, facts: PlanFacts, cluster: _Cluster) -> Estimate:
-    """Scoring the held-out rows and computing the metrics (AUC sorts the scores)."""
+def _evaluate(f: NodeFacts, facts: PlanFacts, memory: MemoryModel, cluster: _Cluster) -> Estimate:
+    """Scoring the held-out rows and computing the metrics (AUC sorts the scores). The held-out
+    rows are a filter of the cached branch table (physical/train.py), so scoring reads all of it
+    (``evaluate_input_passes`` times)."""
     consts = cluster.consts
     node = f.node
     assert isinstance(node, Evaluate)
@@ -341,4 +365,8 @@ def _evaluate(f: NodeFacts, facts: PlanFacts, cluster: _Cluster) -> Estimate:
     rows = f.rows
     score = rows * values * (2 / consts.jvm_flops_per_core)
     sort = rows.map(lambda n: n * math.log2(max(n, 2))) * consts.sort_seconds_per_row
-    return cluster.spread(score + sort) + EVALUATION_JOBS * consts.job_overhead_seconds
+    read = ZERO
+    if model is not None and isinstance(trained.node, Train):
+        branch = _branch_table_read(facts.of(trained.node.child), memory, consts)
+        read = branch * consts.evaluate_input_passes
+    return cluster.spread(read + score + sort) + EVALUATION_JOBS * consts.job_overhead_seconds

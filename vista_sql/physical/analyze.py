@@ -3,9 +3,10 @@
 Time is compared per layer and stage, as the executor measures it: a layer's *inference* is what
 it took to materialise its branch (the Persist nodes it came to first, then its branch table), its
 *training* the fit, its *evaluation* the scoring of the held-out rows. The estimate of each is the
-sum of the cost model's operator times attributed the same way: an operator shared by several
-branches counts for the first branch that runs (bottom layer first), as it is computed there;
-so does the start-up (Python workers, model building), which happens in that first stage.
+sum of the cost model's operator times attributed the same way. An operator that several branches
+compute (a plan that recomputes) or read (a Persist) is shared equally among them, its once-only
+part (writing a Persist) going to the first; what lies under a Persist counts for the branch that
+materialised it, as do the start-up (Python workers, model building), in that first stage.
 Memory compares the estimated peak of the node with the measured peak resident memory of the
 whole process tree (driver, JVM, Python workers); on a cluster, where the driver's machine does not
 see the executors, with each executor's peak from Spark's executor metrics, the worst node shown
@@ -19,11 +20,13 @@ from typing import Any
 
 from vista_sql.cost_model.estimate import Estimate, format_seconds, total
 from vista_sql.cost_model.optimizer import Decision
-from vista_sql.logical.plan import Evaluate, Plan, Train, Workload
+from vista_sql.logical.plan import Evaluate, Persist, Plan, Train, Workload
 from vista_sql.physical.cluster import ExecutorPeak
 from vista_sql.physical.executor import RunOutcome, branch_parts
 from vista_sql.physical.monitor import MemorySample
 from vista_sql.units import format_bytes
+
+Groups = dict[tuple[str, str], list[tuple[int, bool]]]
 
 
 @dataclass(frozen=True)
@@ -34,17 +37,24 @@ class StageRow:
     measured: float
 
 
-def _attribute(plan: Workload, order: list[str]) -> dict[tuple[str, str], list[int]]:
-    """(layer, stage) -> operator numbers (pre-order, as the cost model numbers them)."""
+def _attribute(plan: Workload, order: list[str]) -> tuple[Groups, dict[int, int]]:
+    """(layer, stage) -> (operator number, whether this branch is the first to reach it), in
+    pre-order as the cost model numbers them; and per operator, how many branches reach it.
+
+    A branch reaches what it computes: every operator below it, except below a Persist an
+    earlier branch materialised (it reads that Persist, and nothing under it runs again)."""
     numbers = plan.numbering()
     branches = {branch_parts(b)[1].layer: b for b in plan.branches}
-    seen: set[int] = set()
-    groups: dict[tuple[str, str], list[int]] = {}
+    materialised: set[int] = set()
+    groups: Groups = {}
+    readers: dict[int, int] = {}
 
-    def visit(node: Plan, layer: str) -> None:
-        if id(node) in seen:
+    def visit(node: Plan, layer: str, here: set[int]) -> None:
+        if id(node) in here:
             return
-        seen.add(id(node))
+        here.add(id(node))
+        number = numbers[id(node)]
+        first = id(node) not in materialised
         stage = (
             "training"
             if isinstance(node, Train)
@@ -52,22 +62,26 @@ def _attribute(plan: Workload, order: list[str]) -> dict[tuple[str, str], list[i
             if isinstance(node, Evaluate)
             else "inference"
         )
-        groups.setdefault((layer, stage), []).append(numbers[id(node)])
+        groups.setdefault((layer, stage), []).append((number, first))
+        readers[number] = readers.get(number, 0) + 1
+        materialised.add(id(node))
+        if isinstance(node, Persist) and not first:
+            return
         for child in node.children:
-            visit(child, layer)
+            visit(child, layer, here)
 
     for layer in order:
-        visit(branches[layer], layer)
-    return groups
+        visit(branches[layer], layer, set())
+    return groups, readers
 
 
 def stage_rows(
     decision: Decision, plan: Workload, outcome: RunOutcome, order: list[str]
 ) -> list[StageRow]:
     runtime = decision.chosen.runtime
-    groups = _attribute(plan, order)
+    groups, readers = _attribute(plan, order)
     rows = []
-    first = True
+    first_stage = True
     for run in outcome.layers:
         measured = {
             "inference": run.inference_seconds,
@@ -76,15 +90,15 @@ def stage_rows(
         }
         for stage, seconds in measured.items():
             estimates = [
-                op.total
-                for number in groups.get((run.layer, stage), [])
+                op.share(readers[number], first)
+                for number, first in groups.get((run.layer, stage), [])
                 if (op := runtime.of(number)) is not None
             ]
-            if first and stage == "inference":
+            if first_stage and stage == "inference":
                 # Worker start, model build and first-call tracing happen in the first stage.
                 estimates.append(runtime.startup)
             rows.append(StageRow(run.layer, stage, total(estimates), seconds))
-        first = False
+        first_stage = False
     return rows
 
 
