@@ -373,3 +373,34 @@ def test_a_task_batches_no_more_rows_than_its_partition_has() -> None:
     # Arrow batches grow (to their 256 rows).
     assert workers(120) < workers(400)
     assert workers(400) == pytest.approx(workers(4000), rel=0.01)
+
+
+def test_the_jvm_makes_its_heap_resident_around_what_it_keeps() -> None:
+    """Little kept: a measured share of -Xmx. More: what is kept and G1's free share beside it
+    (MinHeapFreeRatio), at most the whole heap."""
+    import dataclasses
+
+    from vista_sql.cost_model.constants import constants
+    from vista_sql.cost_model.estimate import Estimate
+    from vista_sql.cost_model.memory import jvm_resident, needs
+
+    consts = constants()
+    chosen = decide(SQL).chosen
+    base = needs(chosen.facts, chosen.choice, resources(), consts)
+    heap = 16 * GiB
+
+    def resident(cached: float) -> float:
+        need = dataclasses.replace(
+            base,
+            cache_peak=Estimate.inexact(cached),
+            user_need=Estimate.exact(0),
+            pinned=Estimate.exact(0),
+        )
+        return jvm_resident(heap, need, storage_capacity=12 * GiB, consts=consts) - (
+            consts.jvm_resident_base_bytes
+        )
+
+    assert resident(0) == pytest.approx(consts.jvm_heap_touched_fraction * heap)
+    assert resident(6 * GiB) == pytest.approx(6 * GiB / (1 - consts.jvm_min_heap_free_ratio))
+    assert resident(11 * GiB) == pytest.approx(heap)  # 11 / 0.6 is more than the heap
+    assert resident(20 * GiB) == pytest.approx(heap)  # held: at most the storage capacity

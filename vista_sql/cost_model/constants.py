@@ -259,6 +259,15 @@ class CostConstants:
         "share of -Xmx the JVM makes resident when little is cached (G1 grows into the heap as"
         " garbage accumulates): the same line's slope",
     )
+    jvm_min_heap_free_ratio: float = _c(
+        0.4,
+        "fraction of heap",
+        SPARK,
+        "HotSpot's MinHeapFreeRatio (40 %), which G1 keeps free beyond the live data when it sizes"
+        " the heap: a JVM holding L bytes of cached blocks and user memory makes L / (1 - 0.4)"
+        " resident. Checked at 200,000 rows (benchmarks/SCALE.md): ~9.4 GiB held in a 16 GiB"
+        " heap, and the JVM resident 16.2 GiB, the whole heap",
+    )
     python_worker_base_bytes: float = _c(
         600 * MiB,
         "bytes",

@@ -183,12 +183,14 @@ def jvm_overhead(heap: float, consts: CostConstants) -> float:
 def jvm_resident(heap: float, need: Needs, storage_capacity: float, consts: CostConstants) -> float:
     """The JVM's expected resident memory at the peak, which is less than what is reserved for
     it (heap + Spark's native allowance): a measured base (native memory and the pages it
-    touches whatever the heap) plus the heap it makes resident, a measured share of -Xmx or,
-    when more, what the plan keeps in it (user memory, pinned and cached blocks held in
-    memory), never more than the heap."""
+    touches whatever the heap) plus the heap it makes resident. That is a measured share of -Xmx
+    when little is kept in the heap; when the plan keeps more (user memory, pinned and cached
+    blocks held in memory), what it keeps and the free share G1 sizes the heap to keep beside it
+    (MinHeapFreeRatio); never more than the heap."""
     held = _held(need.cache_peak, storage_capacity).lower_bound
     in_use = need.user_need.lower_bound + need.pinned.lower_bound + held
-    touched = min(heap, max(consts.jvm_heap_touched_fraction * heap, in_use))
+    sized = in_use / (1 - consts.jvm_min_heap_free_ratio)
+    touched = min(heap, max(consts.jvm_heap_touched_fraction * heap, sized))
     return consts.jvm_resident_base_bytes + touched
 
 
