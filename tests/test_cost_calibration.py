@@ -151,3 +151,34 @@ def test_a_measured_cnn_efficiency_scales_that_cnns_inference_only(user_file: Pa
     # half ResNet50's FLOP rate: AlexNet's TensorFlow time doubles (Arrow and calls do not)
     assert inference_seconds(decide(alexnet, "alexnet")) > 1.6 * before[0]
     assert inference_seconds(decide(resnet, "resnet50")) == inference_seconds(before[1])
+
+
+@pytest.mark.tf
+def test_calibrate_true_profiles_the_statements_own_images_and_cnn(
+    tmp_path: Path, tiny: str
+) -> None:
+    """WITH (calibrate = true): the statement's CNN timed to its top layer and a sample of its
+    images decoded, in a fresh interpreter, before planning; EXPLAIN says what was measured,
+    and the estimate is made with it."""
+    import vista_sql
+    from vista_sql.datasets.foods import make_foods
+    from vista_sql.physical.profile import SAMPLE_IMAGES
+
+    data = make_foods(tmp_path / "foods", rows=SAMPLE_IMAGES + 2, seed=1, image_size=48)
+    sql = (
+        f"TRANSFER FEATURES OF '{data.images_dir}' AS i FROM CNN {tiny} LAYERS (conv2, fc1)"
+        f" JOIN '{data.table_path}' AS f ON i.id = f.id TRAIN LOGREG LABEL healthy"
+    )
+    plain = json.loads(vista_sql.explain(f"EXPLAIN FORMAT JSON {sql}"))
+    assert plain["estimate"]["calibration"]["profiled"] is None
+    text = vista_sql.explain(f"EXPLAIN {sql} WITH (calibrate = true)")
+    (line,) = [x for x in text.splitlines() if x.startswith("profiled ")]
+    assert f"this statement's sample ({SAMPLE_IMAGES} images" in line
+    assert "ns/byte" in line and f"{tiny} " in line and "GFLOP/s per core" in line
+    profiled = json.loads(vista_sql.explain(f"EXPLAIN FORMAT JSON {sql} WITH (calibrate = true)"))
+    profile = profiled["estimate"]["calibration"]["profiled"]
+    assert profile["cnn"] == tiny and profile["images"] == SAMPLE_IMAGES
+    values = profile["values"]
+    assert 0 < values["inference_flops_per_core"] != constants().inference_flops_per_core
+    assert 0 < values["decode_seconds_per_jpeg_byte"] != constants().decode_seconds_per_jpeg_byte
+    assert profiled["estimate"]["seconds"] != plain["estimate"]["seconds"]

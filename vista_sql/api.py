@@ -10,6 +10,7 @@ Nothing here imports Spark or TensorFlow.
 
 from __future__ import annotations
 
+import dataclasses
 import html
 import json
 from collections.abc import Mapping, Sequence
@@ -124,6 +125,12 @@ def explain_statement(statement: ExplainStatement, catalog: Catalog, **kwargs: A
         shape = discover(master, options=query.options)
         if shape is not None:
             resources = cluster_resources(query.options, shape, resources)
+    profile = None
+    if query.options.calibrate:
+        from vista_sql.cost_model.constants import constants
+        from vista_sql.physical.profile import profile_statement
+
+        profile = profile_statement(query, catalog)
     decision = decide(
         query,
         catalog,
@@ -133,7 +140,10 @@ def explain_statement(statement: ExplainStatement, catalog: Catalog, **kwargs: A
         stored=stored_layers(
             query, catalog, tables, remote_executors=master is not None and not is_local(master)
         ),
+        consts=profile.apply(constants()) if profile is not None else None,
     )
+    if profile is not None:
+        decision = dataclasses.replace(decision, profiled=profile)
     mode: Literal["cost"] | None = "cost" if statement.mode == "cost" else None
     if statement.format == "json":
         return json.dumps(explain_json(decision, mode), indent=2, sort_keys=True)

@@ -69,7 +69,10 @@ def explain_json(decision: Decision, mode: Mode = None) -> dict[str, Any]:
             "cache_peak_bytes": chosen.memory.cache_peak.to_json(),
             "storage_capacity_bytes": chosen.memory.storage_capacity,
             "spill_fraction": chosen.memory.spill_fraction.to_json(),
-            "calibration": calibration_status().to_json(),
+            "calibration": {
+                **calibration_status().to_json(),
+                "profiled": decision.profiled.to_json() if decision.profiled else None,
+            },
         },
         "overrides": list(decision.overrides),
         "considered": decision.considered,
@@ -188,6 +191,8 @@ def _estimate_lines(decision: Decision) -> list[str]:
         f" {stats.label_classes.format()} classes",
         f"calibration  {calibration_status().describe()}",
     ]
+    if decision.profiled is not None:
+        lines.append(f"profiled     {decision.profiled.describe()}")
     if decision.overrides:
         lines.append(f"overrides    {', '.join(decision.overrides)}")
     return lines

@@ -34,7 +34,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from typing import Protocol
+from typing import Any, Protocol
 
 from vista_sql.catalog import Catalog
 from vista_sql.cost_model.config import Choice, SparkConfig
@@ -164,6 +164,9 @@ class Decision:
     """The WITH options that constrained the search, as written (``join = 'shuffle'``)."""
     considered: int
     """Physical plans estimated in all."""
+    profiled: Any = None
+    """``WITH (calibrate = true)``: what was profiled for this statement
+    (``physical.profile.StatementProfile``: ``describe()``, ``to_json()``), else None."""
 
     def reason(self, plan: PhysicalPlan) -> str:
         """Why ``plan`` was not chosen ("chosen" for the chosen one)."""

@@ -32,5 +32,6 @@ OPTIONS: dict[str, ValueSpec] = {
     "cache": ValueSpec("bool"),
     "cache_dir": ValueSpec("string"),
     "mlflow": ValueSpec("bool"),
+    "calibrate": ValueSpec("bool"),
 }
 """WITH option name -> the values it takes."""

@@ -45,6 +45,9 @@ class Options:
     cache_dir: str | None = None
     mlflow: bool = False
     """Log the run to MLflow (``vista_sql.tracking``): the ``mlflow`` extra."""
+    calibrate: bool = False
+    """Profile the statement's CNN and a sample of its images before planning
+    (``physical.profile.profile_statement``), over the calibration file's constants."""
     origins: dict[str, Origin] = field(default_factory=dict, compare=False, hash=False)
     """Where each given option is in the text, to point errors (e.g. an override that cannot
     fit)."""

@@ -1,14 +1,16 @@
 """The machine constants the cost model reads, measured by a short profiling run.
 
 ``vista-sql calibrate`` (``vista_sql.calibrate()``) runs ``measure_constants`` and writes the
-user's calibration file, which ``cost_model.constants`` then applies over the shipped one. Each
-measurement runs in a fresh interpreter, so that one's memory does not leak into the next: the
-resident memory of vista_sql's driver process and of a Python worker with TensorFlow loaded;
-TensorFlow's convolution throughput per core (Keras ResNet50 with random weights, its FLOPs
-counted from the layer shapes) at 1 and 2 threads; the memory TensorFlow holds per image of a
-batch relative to the catalog's activation bytes; Pillow's decode and resize cost; model builds
-of the roster's partial models. Times are the best of several repetitions, the least disturbed by
-other load on a shared machine. Run it on an idle machine: the figures are per core.
+user's calibration file, which ``cost_model.constants`` then applies over the shipped one. Five
+fresh interpreters, three of them with TensorFlow (each costs its import, so measurements share
+one where they can): the resident memory of vista_sql's driver process and of Spark's Python
+daemon; a Python worker's start and its memory with TensorFlow loaded, then model builds and
+first calls of the roster's partial models; TensorFlow's convolution throughput per core (Keras
+ResNet50 with random weights, its FLOPs counted from the layer shapes) at 1 thread, with the
+memory it holds per image of a batch relative to the catalog's activation bytes, and at 2
+threads (a thread count is fixed when TensorFlow starts); Pillow's decode and resize cost. Times
+are the best of several repetitions, the least disturbed by other load on a shared machine. Run it
+on an idle machine: the figures are per core.
 
 A calibration records the machine it came from (``cost_model.machine.this_machine``), so that
 EXPLAIN can say when its constants were measured on another one. This module lives in physical/
@@ -23,11 +25,17 @@ import os
 import subprocess
 import sys
 import textwrap
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from vista_sql.cost_model.machine import this_machine
+
+if TYPE_CHECKING:
+    from vista_sql.catalog import Catalog
+    from vista_sql.cost_model.constants import CostConstants
+    from vista_sql.logical.query import TransferQuery
 
 
 def measure() -> dict[str, Any]:
@@ -99,13 +107,13 @@ start = time.perf_counter()
 for _ in range(50):
     model.predict_on_batch(x)
 call_seconds = (time.perf_counter() - start) / 50
-print(json.dumps({"imported": imported, "after_first_inference": _status(),
-    "import_seconds": import_seconds, "call_seconds": call_seconds}))
+worker = {"imported": imported, "after_first_inference": _status(),
+    "import_seconds": import_seconds, "call_seconds": call_seconds}
 """
 
 CONV = """
 import json, resource, time, numpy, keras
-batch, reps = {batch}, {reps}
+batch, reps, memory = {batch}, {reps}, {memory}
 start = time.perf_counter()
 model = keras.applications.ResNet50(weights=None)
 build_seconds = time.perf_counter() - start
@@ -122,8 +130,14 @@ for layer in model.layers:
     elif isinstance(layer, keras.layers.Dense):
         flops += 2 * layer.input.shape[-1] * layer.units
 params = sum(int(numpy.prod(w.shape)) * 4 for w in model.weights)
-x = numpy.random.default_rng(0).random((batch, 224, 224, 3), dtype="float32")
+rng = numpy.random.default_rng(0)
 before = _status()
+batch_1 = None
+if memory:
+    # The memory held per image of a batch: the peak after one image, then (below) after 16.
+    model.predict_on_batch(rng.random((1, 224, 224, 3), dtype="float32"))
+    batch_1 = _status()
+x = rng.random((batch, 224, 224, 3), dtype="float32")
 model.predict_on_batch(x)
 cpu = resource.getrusage(resource.RUSAGE_SELF)
 times = []
@@ -134,36 +148,43 @@ for _ in range(reps):
 after = resource.getrusage(resource.RUSAGE_SELF)
 cores_busy = (after.ru_utime + after.ru_stime - cpu.ru_utime - cpu.ru_stime) / sum(times)
 seconds = min(times)  # the least disturbed by other load on a shared machine
+batch_16 = None
+if memory:
+    model.predict_on_batch(rng.random((16, 224, 224, 3), dtype="float32"))
+    batch_16 = _status()
 print(json.dumps({{"flops_per_image": flops, "seconds_per_batch": seconds, "batch": batch,
     "largest_activation_bytes": largest_activation, "param_bytes": params,
     "build_seconds": build_seconds, "cores_busy": cores_busy,
-    "before_inference": before, "after": _status()}}))
+    "before_inference": before, "after": _status(), "batch_1": batch_1, "batch_16": batch_16}}))
 """
 
-RUNNER = """
-import json, time, numpy
+RUNNERS = """
 from vista_sql.catalog import current
 from vista_sql.logical.plan import LayerOut, WeightsSpec
 from vista_sql.udfs.inference import InferenceSpec, runner_for
 
-info = current().cnn({cnn!r})
-outputs = tuple(LayerOut(name, "features") for name in info.layer_names[-2:])
-spec = InferenceSpec(info.name, WeightsSpec("random", seed=7), None, outputs)
-start = time.perf_counter()
-runner = runner_for(spec, None)
-build = time.perf_counter() - start
-x = numpy.zeros((8, *spec.input_shape), "float32")
-start = time.perf_counter()
-runner.run(x)
-first = time.perf_counter() - start
-steady = []
-for _ in range(3):
+runners = []
+for name in ("alexnet", "resnet50", "vgg16"):
+    info = current().cnn(name)
+    outputs = tuple(LayerOut(layer, "features") for layer in info.layer_names[-2:])
+    spec = InferenceSpec(info.name, WeightsSpec("random", seed=7), None, outputs)
+    start = time.perf_counter()
+    runner = runner_for(spec, None)
+    build = time.perf_counter() - start
+    x = numpy.zeros((8, *spec.input_shape), "float32")
     start = time.perf_counter()
     runner.run(x)
-    steady.append(time.perf_counter() - start)
-print(json.dumps({{"cnn": info.name, "param_bytes": info.param_bytes, "build_seconds": build,
-    "first_call_seconds": first, "steady_seconds": min(steady), "batch": 8,
-    "flops": sum(layer.flops or 0 for layer in info.layers)}}))
+    first = time.perf_counter() - start
+    steady = []
+    for _ in range(3):
+        start = time.perf_counter()
+        runner.run(x)
+        steady.append(time.perf_counter() - start)
+    runners.append({"cnn": info.name, "param_bytes": info.param_bytes, "build_seconds": build,
+        "first_call_seconds": first, "steady_seconds": min(steady), "batch": 8,
+        "flops": sum(layer.flops or 0 for layer in info.layers)})
+    del runner
+print(json.dumps({"worker": worker, "runners": runners}))
 """
 
 DECODE = """
@@ -202,27 +223,25 @@ def measure_constants() -> dict[str, Any]:
     """Every machine constant the cost model reads from ``calibration.json``, with its evidence."""
     driver = _run(DRIVER)
     daemon = _run(DAEMON)
-    worker = _run(WORKER)
-    conv1 = _run(CONV.format(batch=8, reps=5), threads=1)
+    # A worker's start, then the real worker path (udfs.inference.runner_for) in the same
+    # process: seeded random weights, partial model, tf.function, whose first call traces.
+    worker_and_runners = _run(WORKER + RUNNERS)
+    worker, runners = worker_and_runners["worker"], worker_and_runners["runners"]
+    conv1 = _run(CONV.format(batch=8, reps=5, memory=True), threads=1)
     busy_before = os.getloadavg()[0]
-    conv2 = _run(CONV.format(batch=8, reps=5), threads=2)
+    conv2 = _run(CONV.format(batch=8, reps=5, memory=False), threads=2)
     busy_after = os.getloadavg()[0]
-    small = _run(CONV.format(batch=1, reps=1), threads=1)
-    large = _run(CONV.format(batch=16, reps=1), threads=1)
     decode = _run(DECODE)
-    # The real worker path (udfs.inference.runner_for): seeded random weights, partial model,
-    # tf.function; its first call traces the graph.
-    runners = [_run(RUNNER.format(cnn=cnn)) for cnn in ("alexnet", "resnet50", "vgg16")]
     flops_per_second_1 = conv1["flops_per_image"] * conv1["batch"] / conv1["seconds_per_batch"]
     flops_per_second_2 = conv2["flops_per_image"] * conv2["batch"] / conv2["seconds_per_batch"]
-    per_image_bytes = (large["after"]["VmHWM"] - small["after"]["VmHWM"]) / 15
+    per_image_bytes = (conv1["batch_16"]["VmHWM"] - conv1["batch_1"]["VmHWM"]) / 15
     # Relative to the catalog's activation_bytes (peak live tensors per image), the statistic
     # the cost model multiplies by this factor.
     from vista_sql.catalog import roster
 
     resnet = roster().cnn("resnet50")
     live = max((layer.activation_bytes or 0) for layer in resnet.layers) if resnet else 0
-    live = live or small["largest_activation_bytes"]
+    live = live or conv1["largest_activation_bytes"]
 
     # Each CNN's FLOP rate through vista_sql's own model builder, relative to ResNet50's: the
     # runtime model scales the ResNet50 rate above by it.
@@ -266,8 +285,6 @@ def measure_constants() -> dict[str, Any]:
             "worker": worker,
             "resnet50_1_thread": conv1,
             "resnet50_2_threads": conv2,
-            "resnet50_batch_1": small,
-            "resnet50_batch_16": large,
             "decode": decode,
             "runners": runners,
         },
@@ -296,3 +313,175 @@ def calibrate(path: Path | None = None) -> tuple[dict[str, Any], Path]:
 
     document = measure()
     return document, write_calibration(document, path)
+
+
+SAMPLE_IMAGES = 8
+"""Images of the statement's own source that ``WITH (calibrate = true)`` profiles."""
+SAMPLE_BATCH = 8
+"""The batch the statement's CNN is timed at (the sample repeated to fill it)."""
+
+STATEMENT = """
+import glob, json, os, pickle, time, numpy
+from vista_sql.udfs.decode import ImageError, decode_image, preprocess
+from vista_sql.udfs.inference import runner_for
+
+work = {work!r}
+with open(os.path.join(work, "spec.pickle"), "rb") as handle:
+    spec = pickle.load(handle)  # written by profile_statement in the parent process
+info = spec.info
+size = tuple(info.input_size)
+images = []
+for name in sorted(glob.glob(os.path.join(work, "image-*"))):
+    with open(name, "rb") as handle:
+        images.append(handle.read())
+decoded, decode_times, jpeg_bytes = [], [], 0
+for data in images:
+    try:
+        decode_image(data, size)
+    except ImageError:
+        continue  # the run reports bad images; the profile times the good ones
+    times = []
+    for _ in range(3):
+        start = time.perf_counter()
+        pixels = decode_image(data, size)
+        times.append(time.perf_counter() - start)
+    decode_times.append(min(times))
+    jpeg_bytes += len(data)
+    decoded.append(pixels)
+if decoded:
+    batch = numpy.stack([decoded[i % len(decoded)] for i in range({batch})])
+    x = preprocess(batch, info.preprocess)
+else:
+    x = numpy.zeros(({batch}, *spec.input_shape), "float32")
+top = max(info.layer_names.index(o.layer) for o in spec.outputs)
+flops = sum(layer.flops or 0 for layer in info.layers[: top + 1])
+start = time.perf_counter()
+runner = runner_for(spec, None)
+build = time.perf_counter() - start
+runner.run(x)
+steady = []
+for _ in range(3):
+    start = time.perf_counter()
+    runner.run(x)
+    steady.append(time.perf_counter() - start)
+print(json.dumps({{"images": len(decoded), "jpeg_bytes": jpeg_bytes,
+    "decode_seconds": sum(decode_times), "output_pixels": size[0] * size[1] * len(decoded),
+    "flops_per_image": flops, "batch": {batch}, "steady_seconds": min(steady),
+    "build_seconds": build}}))
+"""
+
+
+@dataclass(frozen=True)
+class StatementProfile:
+    """What ``WITH (calibrate = true)`` measured on the statement's own images and CNN, and the
+    constants it sets for planning that statement."""
+
+    cnn: str
+    images: int
+    seconds: float
+    values: dict[str, float]
+    evidence: dict[str, Any]
+    note: str = ""
+
+    def apply(self, consts: CostConstants) -> CostConstants:
+        return replace(consts, **self.values)
+
+    def describe(self) -> str:
+        parts = []
+        if "decode_seconds_per_jpeg_byte" in self.values:
+            ns = self.values["decode_seconds_per_jpeg_byte"] * 1e9
+            parts.append(f"decode {ns:.1f} ns/byte")
+        rate = self.values["inference_flops_per_core"] / 1e9
+        parts.append(f"{self.cnn} {rate:.1f} GFLOP/s per core")
+        sample = f"{self.images} images" if self.images else "no images"
+        text = f"this statement's sample ({sample}, {self.seconds:.0f} s): {', '.join(parts)}"
+        return text + (f"; {self.note}" if self.note else "")
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "cnn": self.cnn,
+            "images": self.images,
+            "seconds": round(self.seconds, 1),
+            "values": self.values,
+            "evidence": self.evidence,
+            "note": self.note,
+        }
+
+
+def sample_images(query: TransferQuery, limit: int = SAMPLE_IMAGES) -> tuple[list[bytes], str]:
+    """The first ``limit`` images of a local image directory (as Spark's binaryFile source
+    orders them), and a note; none (and why) for other sources, whose reading needs Spark."""
+    from vista_sql.physical.hadoop import is_uri
+    from vista_sql.physical.sources import list_image_directory
+
+    ref = query.image_source
+    path = ref.name
+    if ref.kind == "path" and path.startswith("file://"):
+        path = path.removeprefix("file://")
+    if ref.kind != "path" or is_uri(path) or not os.path.isdir(path):
+        return (
+            [],
+            "the image source is not a local directory: decoding keeps the calibration's rate",
+        )
+    images = []
+    for name in list_image_directory(path).images[:limit]:
+        with open(os.path.join(path, name), "rb") as handle:
+            images.append(handle.read(MAX_SAMPLE_BYTES + 1))
+    return [data for data in images if len(data) <= MAX_SAMPLE_BYTES], ""
+
+
+MAX_SAMPLE_BYTES = 64 * 2**20
+"""A sample image larger than this is left out (the run's decoder refuses bombs itself)."""
+
+
+def profile_statement(query: TransferQuery, catalog: Catalog) -> StatementProfile:
+    """``WITH (calibrate = true)``: decode a sample of the statement's images and time its CNN
+    (seeded random weights, which run as fast as any) to its top layer, in a fresh interpreter
+    with one TensorFlow thread; the decode rate and the CNN's FLOP rate per core replace the
+    calibration's for this statement's plan."""
+    import pickle
+    import tempfile
+    import time
+
+    from vista_sql.cost_model.constants import constants
+    from vista_sql.logical.plan import LayerOut, WeightsSpec
+    from vista_sql.udfs.inference import InferenceSpec
+
+    cnn = catalog.cnn(query.cnn)
+    assert cnn is not None, "the builder checked the CNN"
+    started = time.perf_counter()
+    top = max(query.layers, key=cnn.index)
+    spec = InferenceSpec(
+        cnn.name, WeightsSpec("random", seed=7), None, (LayerOut(top, "features"),)
+    )
+    images, note = sample_images(query)
+    with tempfile.TemporaryDirectory(prefix="vista-profile-") as work:
+        with open(os.path.join(work, "spec.pickle"), "wb") as handle:
+            pickle.dump(spec, handle)
+        for number, data in enumerate(images):
+            with open(os.path.join(work, f"image-{number:03d}"), "wb") as handle:
+                handle.write(data)
+        measured = _run(STATEMENT.format(work=work, batch=SAMPLE_BATCH))
+    consts = constants()
+    values = {
+        "inference_flops_per_core": measured["flops_per_image"]
+        * measured["batch"]
+        / measured["steady_seconds"]
+    }
+    efficiency = f"tf_efficiency_{cnn.name}"
+    if hasattr(consts, efficiency):
+        values[efficiency] = 1.0  # measured for this CNN itself
+    if measured["images"]:
+        resize = measured["output_pixels"] * consts.resize_seconds_per_output_pixel
+        decode = max(0.0, measured["decode_seconds"] - resize)
+        values["decode_seconds_per_jpeg_byte"] = decode / measured["jpeg_bytes"]
+    elif images:
+        note = "no sample image decoded: decoding keeps the calibrated rate"
+    return StatementProfile(
+        cnn=cnn.name,
+        images=measured["images"],
+        seconds=time.perf_counter() - started,
+        values=values,
+        evidence=measured,
+        note=note,
+    )

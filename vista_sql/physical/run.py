@@ -15,7 +15,7 @@ import tempfile
 import time
 import warnings
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from vista_sql.catalog import Catalog, CnnInfo
@@ -70,6 +70,7 @@ from vista_sql.physical.prepare import (
     prepare_table,
     unmatched,
 )
+from vista_sql.physical.profile import StatementProfile, profile_statement
 from vista_sql.physical.progress import Progress
 from vista_sql.physical.result import (
     OUTPUT_MARKER,
@@ -457,13 +458,19 @@ def run_query(
     if given is None and master is not None and master.startswith("sc://"):
         given = connect_session(master)
     planning = plan_inputs(given, query, catalog, tables, master)
-    attempt = Attempt(query, catalog, given, tables, master, progress, into, conf, alternative)
+    profile = profile_statement(query, catalog) if query.options.calibrate else None
+    base = profile.apply(constants()) if profile is not None else None
+    attempt = Attempt(
+        query, catalog, given, tables, master, progress, into, conf, alternative, profile
+    )
     try:
-        return attempt.run(planning)
+        return attempt.run(planning, consts=base)
     except MemoryExhausted as failed:
         if failed.estimated_peak is None:
             raise
-        consts, corrected = corrected_constants(failed, planning.resources, constants())
+        consts, corrected = corrected_constants(
+            failed, planning.resources, base if base is not None else constants()
+        )
         again = plan_inputs(given, query, catalog, tables, master)
         replan = Replan(
             reason=failed.reason,
@@ -499,6 +506,8 @@ class Attempt:
     into: str | None
     conf: Mapping[str, str] | None
     alternative: str | None
+    profile: StatementProfile | None = None
+    """``WITH (calibrate = true)``'s profile, shown by the decision's EXPLAIN."""
 
     def run(
         self,
@@ -512,7 +521,7 @@ class Attempt:
         query, catalog, tables, into = self.query, self.catalog, self.tables, self.into
 
         def decision_with(stored: tuple[StoredLayer, ...]) -> Decision:
-            return decide(
+            decided = decide(
                 query,
                 catalog,
                 tables,
@@ -522,6 +531,7 @@ class Attempt:
                 alternative=self.alternative,
                 consts=consts,
             )
+            return replace(decided, profiled=self.profile)
 
         decision = decision_with(planning.stored)
         session, notes, spark_conf = configured_session(
