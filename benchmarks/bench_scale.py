@@ -171,14 +171,6 @@ def summarize(records: dict[str, Any]) -> dict[str, Any]:
     return summary
 
 
-STAGE_GROUPS = {
-    "inference": ("startup", "scan", "decode", "inference", "join", "persist"),
-    "training": ("assemble", "train"),
-    "evaluation": ("evaluate",),
-}
-"""EXPLAIN COST's steps grouped as EXPLAIN ANALYZE's per-layer stages measure them."""
-
-
 def forcing_options(predicted: dict[str, Any]) -> list[str]:
     """WITH options that make the optimizer estimate the plan that ran, as it was configured."""
     inference, placement, keep = predicted["alternative"].split("/")
@@ -196,28 +188,65 @@ def forcing_options(predicted: dict[str, Any]) -> list[str]:
 
 
 def reestimate(entry: dict[str, Any]) -> dict[str, Any] | None:
-    """EXPLAIN COST of the plan that ran, under the calibration in use now (``vista-sql
-    calibrate``'s file, when this machine has one): what the estimate is with this machine's
-    constants rather than those the run had. None when vista_sql did not finish."""
+    """The plan that ran, estimated again under the calibration and cost model in use now
+    (``vista-sql calibrate``'s file, when this machine has one), with EXPLAIN ANALYZE's per-layer
+    stage rows rebuilt beside the run's measured times. None when vista_sql did not finish."""
     import vista_sql
+    from vista_sql.catalog import current
+    from vista_sql.cost_model.constants import calibration_status
+    from vista_sql.cost_model.decide import decide
+    from vista_sql.logical.builder import build
+    from vista_sql.logical.query import TransferQuery
+    from vista_sql.physical.analyze import stage_rows
+    from vista_sql.physical.executor import LayerRun, RunOutcome
+    from vista_sql.physical.gpu import machine_resources
+    from vista_sql.physical.train import Trained
 
     vista = entry["records"]["vista"]
     if vista["status"] != "finished":
         return None
-    sql = vista["statement"]
     options = ", ".join(forcing_options(vista["predicted"]))
-    text = str(vista_sql.execute(f"EXPLAIN COST FORMAT JSON {sql}\n  WITH ({options})"))
-    document = json.loads(text)
-    chosen = next(a for a in document["alternatives"] if a["chosen"])
-    steps = {k: v["value"] or 0.0 for k, v in chosen["cost"]["seconds_by_stage"].items()}
+    sql = f"{vista['statement']}\n  WITH ({options})"
+    catalog = current()
+    query = build(vista_sql.parse_one(sql), sql, catalog)
+    assert isinstance(query, TransferQuery)
+    decision = decide(query, catalog, resources=machine_resources(query.options))
+    measured: dict[str, dict[str, float]] = {}
+    for row in vista["analyze"]["stages"]:
+        measured.setdefault(row["layer"], {})[row["stage"]] = row["measured_seconds"]
+    order = list(measured)
+    outcome = RunOutcome(
+        [
+            LayerRun(
+                layer,
+                0,
+                Trained(None, {}, m["training"], m["evaluation"], 0, 0, {}),  # type: ignore[arg-type]
+                m["inference"],
+                0,
+            )
+            for layer, m in measured.items()
+        ]
+    )
+    rows = stage_rows(decision, decision.chosen.plan, outcome, order)
+    stages = {stage: 0.0 for stage in STAGES}
+    for row in rows:
+        stages[row.stage] += row.estimate.value or 0.0
     return {
-        "calibration": document["estimate"]["calibration"],
-        "alternative": chosen["name"],
-        "seconds": chosen["seconds"]["value"],
-        "peak_bytes": chosen["peak_memory_bytes"]["value"],
-        "stages": {
-            g: sum(steps.get(s, 0.0) for s in members) for g, members in STAGE_GROUPS.items()
-        },
+        "calibration": calibration_status().to_json(),
+        "alternative": decision.chosen.alternative,
+        "choice": decision.chosen.choice.describe(),
+        "seconds": decision.chosen.time.value,
+        "peak_bytes": decision.chosen.peak.value,
+        "stages": stages,
+        "layer_stages": [
+            {
+                "layer": row.layer,
+                "stage": row.stage,
+                "estimated": row.estimate.value,
+                "measured": row.measured,
+            }
+            for row in rows
+        ],
     }
 
 
@@ -273,10 +302,17 @@ def text_tables(document: dict[str, Any]) -> str:
                 f" ({s['seconds']['measured'] / again['seconds']:.2f});"
                 f" peak {_gib(again['peak_bytes'])}"
             )
+            for row in again.get("layer_stages", []):
+                seconds, measured = row["estimated"] or 0.0, row["measured"]
+                lines.append(
+                    f"    {row['layer']:<6} {row['stage']:<11} {seconds:>8.1f} s"
+                    f" {measured:>8.1f} s"
+                    f" {measured / seconds if seconds else float('nan'):>9.2f}"
+                )
             for stage, seconds in again["stages"].items():
                 measured = s["stages"][stage]["measured"]
                 lines.append(
-                    f"    {stage:<12} {seconds:>8.1f} s {measured:>8.1f} s"
+                    f"    {'all':<6} {stage:<11} {seconds:>8.1f} s {measured:>8.1f} s"
                     f" {measured / seconds if seconds else float('nan'):>9.2f}"
                 )
         c = s["cache"]
