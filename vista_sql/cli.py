@@ -216,6 +216,9 @@ def _calibrate(args: argparse.Namespace) -> int:
     if "tf_thread_scaling_exponent" in values:
         speedup = 2 ** values["tf_thread_scaling_exponent"]
         print(f"threads      x{speedup:.2f} at 2 TensorFlow threads")
+    if "tf_concurrency_scaling_exponent" in values:
+        together = 2 ** values["tf_concurrency_scaling_exponent"]
+        print(f"concurrency  x{together:.2f} with 2 single-thread inferences at once")
     print(
         f"per CNN      AlexNet x{values['tf_efficiency_alexnet']:.2f},"
         f" VGG16 x{values['tf_efficiency_vgg16']:.2f} of ResNet50's FLOP rate"

@@ -319,6 +319,14 @@ class CostConstants:
         " only written when a second core was free; fallback between the 0.57 seen here under"
         " load and the ~0.9 of a 2048x2048 matmul)",
     )
+    tf_concurrency_scaling_exponent: float = _c(
+        1.0,
+        "exponent",
+        MEASURED,
+        "throughput of k single-thread TensorFlow processes running at once (a node's concurrent"
+        " inference tasks) is k**e times one alone's (ResNet50, 2 vs 1, measured by vista-sql"
+        " calibrate; 1, no contention, until a machine is calibrated)",
+    )
     tf_call_overhead_seconds: float = _c(
         0.002,
         "seconds",

@@ -266,7 +266,16 @@ def _inference(f: NodeFacts, choice: Choice, resources: Resources, cluster: _Clu
     threads = choice.tf_threads
     oversubscribed = max(1.0, choice.executor_cores * threads / resources.cores)
     efficiency = getattr(consts, f"tf_efficiency_{infer.cnn}", 1.0)  # measured CNNs only
-    rate = consts.inference_flops_per_core * efficiency * threads**consts.tf_thread_scaling_exponent
+    # Tasks inferring at once on a node share its memory bandwidth, caches and SMT siblings: k of
+    # them together run k**e times as fast as one alone, each at k**(e - 1) of its solo rate.
+    together = min(choice.executor_cores, resources.cores)
+    contention = together ** (consts.tf_concurrency_scaling_exponent - 1)
+    rate = (
+        consts.inference_flops_per_core
+        * efficiency
+        * threads**consts.tf_thread_scaling_exponent
+        * contention
+    )
     tensorflow = infer.flops * (oversubscribed / rate)
     # ``spread`` already slows tasks for more slots than cores; TF's own threads are the rest.
     per_image = tensorflow * (1 / cluster.slowdown) + calls + arrow

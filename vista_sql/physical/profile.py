@@ -1,16 +1,17 @@
 """The machine constants the cost model reads, measured by a short profiling run.
 
 ``vista-sql calibrate`` (``vista_sql.calibrate()``) runs ``measure_constants`` and writes the
-user's calibration file, which ``cost_model.constants`` then applies over the shipped one. Five
-fresh interpreters, three of them with TensorFlow (each costs its import, so measurements share
+user's calibration file, which ``cost_model.constants`` then applies over the shipped one. Seven
+fresh interpreters, five of them with TensorFlow (each costs its import, so measurements share
 one where they can): the resident memory of vista_sql's driver process and of Spark's Python
 daemon; a Python worker's start and its memory with TensorFlow loaded, then model builds and
 first calls of the roster's partial models; TensorFlow's convolution throughput per core (Keras
 ResNet50 with random weights, its FLOPs counted from the layer shapes) at 1 thread, with the
-memory it holds per image of a batch relative to the catalog's activation bytes, and at 2
-threads (a thread count is fixed when TensorFlow starts); Pillow's decode and resize cost. Times
-are the best of several repetitions, the least disturbed by other load on a shared machine. Run it
-on an idle machine: the figures are per core.
+memory it holds per image of a batch relative to the catalog's activation bytes, at 2 threads (a
+thread count is fixed when TensorFlow starts), and in two 1-thread interpreters at once (a node's
+concurrent tasks); Pillow's decode and resize cost. Times are the best of several repetitions,
+the least disturbed by other load on a shared machine. Run it on an idle machine: the figures are
+per core.
 
 A calibration records the machine it came from (``cost_model.machine.this_machine``), so that
 EXPLAIN can say when its constants were measured on another one. This module lives in physical/
@@ -64,6 +65,12 @@ _STATUS = textwrap.dedent(
 
 def _run(code: str, threads: int = 1) -> dict[str, Any]:
     """Run ``code`` in a fresh interpreter; it prints one JSON object as its last line."""
+    return _run_together(code, 1, threads)[0]
+
+
+def _run_together(code: str, copies: int, threads: int = 1) -> list[dict[str, Any]]:
+    """Run ``copies`` fresh interpreters of ``code`` at once (each prints one JSON object as its
+    last line); their results in order."""
     env = {
         **os.environ,
         "TF_CPP_MIN_LOG_LEVEL": "3",
@@ -72,14 +79,23 @@ def _run(code: str, threads: int = 1) -> dict[str, Any]:
         "OMP_NUM_THREADS": str(threads),
         "CUDA_VISIBLE_DEVICES": "",
     }
-    done = subprocess.run(
-        [sys.executable, "-c", _STATUS + textwrap.dedent(code)],
-        env=env,
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    running = [
+        subprocess.Popen(
+            [sys.executable, "-c", _STATUS + textwrap.dedent(code)],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(copies)
+    ]
+    results = []
+    for process in running:
+        out, err = process.communicate()
+        if process.returncode != 0:
+            raise subprocess.CalledProcessError(process.returncode, process.args, out, err)
+        results.append(json.loads(out.strip().splitlines()[-1]))
+    return results
 
 
 DRIVER = """
@@ -148,11 +164,13 @@ for _ in range(reps):
 after = resource.getrusage(resource.RUSAGE_SELF)
 cores_busy = (after.ru_utime + after.ru_stime - cpu.ru_utime - cpu.ru_stime) / sum(times)
 seconds = min(times)  # the least disturbed by other load on a shared machine
+median = sorted(times)[len(times) // 2]
 batch_16 = None
 if memory:
     model.predict_on_batch(rng.random((16, 224, 224, 3), dtype="float32"))
     batch_16 = _status()
-print(json.dumps({{"flops_per_image": flops, "seconds_per_batch": seconds, "batch": batch,
+print(json.dumps({{"flops_per_image": flops, "seconds_per_batch": seconds,
+    "median_seconds_per_batch": median, "batch": batch,
     "largest_activation_bytes": largest_activation, "param_bytes": params,
     "build_seconds": build_seconds, "cores_busy": cores_busy,
     "before_inference": before, "after": _status(), "batch_1": batch_1, "batch_16": batch_16}}))
@@ -231,9 +249,15 @@ def measure_constants() -> dict[str, Any]:
     busy_before = os.getloadavg()[0]
     conv2 = _run(CONV.format(batch=8, reps=5, memory=False), threads=2)
     busy_after = os.getloadavg()[0]
+    # Two single-thread processes at once, as a node's two concurrent inference tasks run. Their
+    # model builds overlap, so most of their timed batches run together; the median batch of
+    # each (not the best, which may have run while the other was not yet or no longer busy).
+    pair = _run_together(CONV.format(batch=8, reps=8, memory=False), 2, threads=1)
     decode = _run(DECODE)
     flops_per_second_1 = conv1["flops_per_image"] * conv1["batch"] / conv1["seconds_per_batch"]
     flops_per_second_2 = conv2["flops_per_image"] * conv2["batch"] / conv2["seconds_per_batch"]
+    alone = conv1["flops_per_image"] * conv1["batch"] / conv1["median_seconds_per_batch"]
+    together = sum(c["flops_per_image"] * c["batch"] / c["median_seconds_per_batch"] for c in pair)
     per_image_bytes = (conv1["batch_16"]["VmHWM"] - conv1["batch_1"]["VmHWM"]) / 15
     # Relative to the catalog's activation_bytes (peak live tensors per image), the statistic
     # the cost model multiplies by this factor.
@@ -263,6 +287,7 @@ def measure_constants() -> dict[str, Any]:
         "tf_thread_scaling_exponent": max(
             0.0, min(1.0, math.log(flops_per_second_2 / flops_per_second_1, 2))
         ),
+        "tf_concurrency_scaling_exponent": max(0.0, min(1.0, math.log(together / alone, 2))),
         "tf_workspace_factor": max(1.0, per_image_bytes / live),
         "decode_seconds_per_jpeg_byte": decode["decode_seconds"] / decode["jpeg_bytes"],
         "resize_seconds_per_output_pixel": decode["resize_preprocess_seconds"]
@@ -273,6 +298,7 @@ def measure_constants() -> dict[str, Any]:
     # running (load above one core besides ours), the figure measures the neighbours.
     if min(busy_before, busy_after) > 1.5 or conv2["cores_busy"] < 1.2:
         unreliable.append("tf_thread_scaling_exponent")
+        unreliable.append("tf_concurrency_scaling_exponent")
     return {
         "machine": this_machine(),
         "load_average": os.getloadavg(),
@@ -285,6 +311,7 @@ def measure_constants() -> dict[str, Any]:
             "worker": worker,
             "resnet50_1_thread": conv1,
             "resnet50_2_threads": conv2,
+            "resnet50_2_processes": pair,
             "decode": decode,
             "runners": runners,
         },
