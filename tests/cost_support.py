@@ -13,6 +13,7 @@ from pathlib import Path
 
 import vista_sql
 from vista_sql.catalog import Catalog, parse_catalog, roster
+from vista_sql.cost_model.constants import CostConstants
 from vista_sql.cost_model.optimizer import Decision, choose
 from vista_sql.cost_model.resources import Resources
 from vista_sql.cost_model.stats import DataStats
@@ -83,6 +84,7 @@ def decide(
     cnn: str = "tinynet",
     data: DataStats | None = None,
     machine: Resources | None = None,
+    consts: CostConstants | None = None,
 ) -> Decision:
     query, alts = query_and_alternatives(sql, cnn)
-    return choose(query, alts, catalog_for(cnn), data or stats(), machine or resources())
+    return choose(query, alts, catalog_for(cnn), data or stats(), machine or resources(), consts)

@@ -219,6 +219,9 @@ def _calibrate(args: argparse.Namespace) -> int:
     if "tf_concurrency_scaling_exponent" in values:
         together = 2 ** values["tf_concurrency_scaling_exponent"]
         print(f"concurrency  x{together:.2f} with 2 single-thread inferences at once")
+    if "tf_batch_slowdown_exponent" in values:
+        slower = 4 ** values["tf_batch_slowdown_exponent"]
+        print(f"batch        x{slower:.2f} time per image at batch 32 against batch 8")
     print(
         f"per CNN      AlexNet x{values['tf_efficiency_alexnet']:.2f},"
         f" VGG16 x{values['tf_efficiency_vgg16']:.2f} of ResNet50's FLOP rate"
@@ -227,7 +230,14 @@ def _calibrate(args: argparse.Namespace) -> int:
     print(f"model build  {values['model_build_seconds']:.2f} s fixed, plus per parameter byte")
     for name in document.get("unreliable", {}):
         print(f"not measured {name}: the machine was busy (the built-in value is used)")
-    print(f"wrote {path} in {document['seconds']:.0f} s; EXPLAIN uses it from now on")
+    from vista_sql.cost_model.constants import CALIBRATION_ENV, calibration_path
+
+    used = (
+        "EXPLAIN uses it from now on"
+        if Path(path).resolve() == calibration_path().resolve()
+        else f"EXPLAIN uses it with {CALIBRATION_ENV}={path}"
+    )
+    print(f"wrote {path} in {document['seconds']:.0f} s; {used}")
     return 0
 
 

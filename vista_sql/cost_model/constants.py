@@ -280,7 +280,7 @@ class CostConstants:
         "x largest activation",
         MEASURED,
         "resident bytes TensorFlow adds per image of a batch, over the largest activation"
-        " (Keras ResNet50, batch 16 vs 1, peak RSS)",
+        " (Keras ResNet50, batch 32 vs 1, peak RSS)",
     )
     param_copies: float = _c(
         1.0,
@@ -326,6 +326,16 @@ class CostConstants:
         "throughput of k single-thread TensorFlow processes running at once (a node's concurrent"
         " inference tasks) is k**e times one alone's (ResNet50, 2 vs 1, measured by vista-sql"
         " calibrate; 1, no contention, until a machine is calibrated)",
+    )
+    tf_batch_slowdown_exponent: float = _c(
+        0.13,
+        "exponent",
+        MEASURED,
+        "per-image TensorFlow time at batch b > 8 is (b / 8)**e times batch 8's (the batch the"
+        " FLOP rate is measured at): larger batches' activations outgrow the CPU caches. vista-sql"
+        " calibrate measures it from ResNet50 at batch 32 against 8 (one thread); measured here"
+        " (AMD EPYC, 1 thread, img/s at batch 8/16/32/64): ResNet50 7.81/6.99/6.44/5.46,"
+        " AlexNet 35.0/33.0/29.7/27.0, e = 0.14 and 0.12",
     )
     tf_call_overhead_seconds: float = _c(
         0.002,

@@ -318,21 +318,25 @@ def _search(
 ) -> list[PhysicalPlan]:
     """Every physical plan of one alternative the search estimates.
 
-    Within a group (same join, level, cores and fraction) batch sizes go largest first and the
-    search stops at the first that fits without spilling: time depends on the batch size only
-    through the per-batch call overhead (smaller is slower) and through memory (a smaller batch
-    leaves a larger heap, which can spill less), so once nothing spills the smaller batches
-    cannot win the key.
+    Within a group (same join, level, cores and fraction) batch sizes go largest first: past the
+    first that fits without spilling, the search goes on down only while the estimate gets
+    faster. Time depends on the batch size through the per-call overhead (smaller is slower),
+    the caches (larger is slower past the calibrated batch: ``runtime.batch_slowdown``) and
+    memory (a smaller batch leaves a larger heap, which can spill less), so once nothing spills
+    it has one minimum over the batch sizes.
     """
     plans: list[PhysicalPlan] = []
     groups = _choices(alternative, facts, options, resources, consts)
     for group_index, group in enumerate(groups):
+        best: PhysicalPlan | None = None
         for batch_index, choice in enumerate(group):
             position = group_index * len(BATCH_SIZES) + batch_index
             plan = _estimate(alternative, order, position, facts, choice, resources, consts)
+            if best is not None and plan.time.lower_bound >= best.time.lower_bound:
+                break
             plans.append(plan)
             if plan.fit.status != "does_not_fit" and not plan.memory.spills:
-                break
+                best = plan
     return plans
 
 

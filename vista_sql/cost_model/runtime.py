@@ -253,6 +253,17 @@ def _operator(
     return "startup", ZERO, ZERO
 
 
+CALIBRATED_BATCH = 8
+"""The batch the FLOP rates are measured at (``vista-sql calibrate``, physical.profile)."""
+
+
+def batch_slowdown(batch: int, consts: CostConstants) -> float:
+    """Per-image TensorFlow time at ``batch`` over the calibrated batch's: larger batches'
+    activations outgrow the CPU caches (``tf_batch_slowdown_exponent``). Smaller batches pay only
+    the per-call overhead (``tf_call_overhead_seconds``), counted apart."""
+    return max(1.0, batch / CALIBRATED_BATCH) ** consts.tf_batch_slowdown_exponent
+
+
 def _inference(f: NodeFacts, choice: Choice, resources: Resources, cluster: _Cluster) -> Estimate:
     """TensorFlow time per image at this thread count and batch, plus the Arrow round trip."""
     consts = cluster.consts
@@ -276,7 +287,7 @@ def _inference(f: NodeFacts, choice: Choice, resources: Resources, cluster: _Clu
         * threads**consts.tf_thread_scaling_exponent
         * contention
     )
-    tensorflow = infer.flops * (oversubscribed / rate)
+    tensorflow = infer.flops * (oversubscribed / rate) * batch_slowdown(choice.batch_size, consts)
     # ``spread`` already slows tasks for more slots than cores; TF's own threads are the rest.
     per_image = tensorflow * (1 / cluster.slowdown) + calls + arrow
     return cluster.spread(f.rows * per_image)
