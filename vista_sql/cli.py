@@ -223,8 +223,9 @@ def _calibrate(args: argparse.Namespace) -> int:
         slower = 4 ** values["tf_batch_slowdown_exponent"]
         print(f"batch        x{slower:.2f} time per image at batch 32 against batch 8")
     print(
-        f"per CNN      AlexNet x{values['tf_efficiency_alexnet']:.2f},"
-        f" VGG16 x{values['tf_efficiency_vgg16']:.2f} of ResNet50's FLOP rate"
+        f"per CNN      ResNet50 x{values.get('tf_efficiency_resnet50', 1.0):.2f},"
+        f" AlexNet x{values['tf_efficiency_alexnet']:.2f},"
+        f" VGG16 x{values['tf_efficiency_vgg16']:.2f} of that rate, as vista_sql runs them"
     )
     print(f"decode       {values['decode_seconds_per_jpeg_byte'] * 1e9:.1f} ns per JPEG byte")
     print(f"model build  {values['model_build_seconds']:.2f} s fixed, plus per parameter byte")

@@ -297,19 +297,27 @@ class CostConstants:
         "Keras ResNet50 (random weights) inference, batch 8, one TensorFlow thread: FLOPs"
         " counted from layer shapes (2 x MACs of Conv2D and Dense) / seconds",
     )
+    tf_efficiency_resnet50: float = _c(
+        1.0,
+        "x",
+        MEASURED,
+        "ResNet50's TensorFlow FLOP rate as vista_sql builds and runs it (the roster's partial"
+        " model to the top two layers, its outputs pooled, batch 8, one thread) over plain Keras"
+        " ResNet50's (inference_flops_per_core); 1 for a CNN calibrate does not measure",
+    )
     tf_efficiency_alexnet: float = _c(
         1.0,
         "x",
         MEASURED,
-        "AlexNet's TensorFlow FLOP rate over ResNet50's, both as vista_sql builds them (the"
-        " roster's partial model to the top two layers, batch 8, one thread); its large dense"
-        " layers are memory-bound",
+        "AlexNet's rate as vista_sql runs it over plain Keras ResNet50's, measured as"
+        " tf_efficiency_resnet50; its large dense layers are memory-bound",
     )
     tf_efficiency_vgg16: float = _c(
         1.0,
         "x",
         MEASURED,
-        "VGG16's TensorFlow FLOP rate over ResNet50's, measured as tf_efficiency_alexnet",
+        "VGG16's rate as vista_sql runs it over plain Keras ResNet50's, measured as"
+        " tf_efficiency_resnet50",
     )
     tf_thread_scaling_exponent: float = _c(
         0.7,
