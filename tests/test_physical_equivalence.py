@@ -171,10 +171,11 @@ def test_join_strategies_and_storage_levels_agree(
 def test_a_users_session_keeps_every_join_partition_its_own_task(
     spark: Any, plans: dict[str, Alternative], prepared: Prepared
 ) -> None:
-    """On a user's session at Spark's default 200 shuffle partitions the branch table still has
-    the plan's partitions, but not by coalescing the join's: a coalesce runs many shuffled hash
-    join partitions in one task, holding each one's hash map (at least a memory page) until the
-    task ends, which ran a 4 GiB heap out of execution memory on 500 VGG16 rows."""
+    """On a user's session at Spark's default 200 shuffle partitions the inference after the join
+    and the branch table still have the plan's partitions, but not by coalescing the join's: a
+    coalesce runs many shuffled hash join partitions in one task, holding each one's hash map (at
+    least a memory page) until the task ends, which ran a 4 GiB heap out of execution memory on
+    500 VGG16 rows."""
     from vista_sql.logical.plan import Assemble
     from vista_sql.physical.lower import Lowering
 
@@ -193,8 +194,13 @@ def test_a_users_session_keeps_every_join_partition_its_own_task(
         spark.conf.set("spark.sql.shuffle.partitions", before)
     assert "ShuffledHashJoin" in text, text
     assert "Coalesce" not in text, text
+    # The inference after the join runs in the plan's partitions too, not in 200 tasks.
+    inference = text[text.index("MapInArrow") :]
+    assert inference.index("hashpartitioning(_vista_key") < inference.index("Join"), text
+    assert inference.split("hashpartitioning(_vista_key", 1)[1].split(")")[0].endswith(", 3"), text
     # On a session whose shuffles already give the plan's partitions, nothing is added.
     settings = LoweringSettings(partitions=int(before), batch_size=8, threads=1)
     lowering = Lowering(images=prepared.images, table=prepared.table, settings=settings)
     own = lowering.frame(assemble)._jdf.queryExecution().executedPlan().toString()
-    assert own.count("Exchange") == text.count("Exchange") - 1, own
+    # (the branch table's and the inference's repartitions are the user session's two extra)
+    assert own.count("Exchange") == text.count("Exchange") - 2, own
