@@ -19,8 +19,8 @@ The key (``PhysicalPlan.key``), smallest first:
 Per alternative the search tries every join strategy (broadcast only while the structured table
 fits comfortably in storage memory), every persistence level (when the plan persists something),
 every number of concurrent tasks per node (1 to the node's cores, TensorFlow getting the node's
-cores divided among them), a few memory fractions, and batch sizes from the largest down, stopping
-at the first that fits without spilling (see ``_search``).
+cores divided among them), a few memory fractions, and batch sizes from the largest down: past the
+first that fits without spilling, on while the estimate improves (see ``_search``).
 Partitions, Arrow and cache batch rows follow from those by fixed rules (see ``_choice``).
 
 WITH overrides fix their dimension; an override under which nothing fits is refused with a
