@@ -96,7 +96,7 @@ def write_entry(
         "rows": rows,
         "errors": 0,
     }
-    return store.commit(staging, key, meta)
+    return store.commit(staging, key, meta, keys.files)
 
 
 # --- keys ---------------------------------------------------------------------------------------
@@ -193,8 +193,70 @@ def test_the_optimizer_finds_the_statements_entries(images: Path, tmp_path: Path
         ("fc6", "features", 10),
     ]
     assert stored_layers(query(images, "cache = false"), roster(), None) == ()
-    (images / "0.jpg").write_bytes(b"changed")
+    assert all(s.complete for s in found)
+
+
+def test_an_entry_of_images_since_changed_holds_the_rest(images: Path, tmp_path: Path) -> None:
+    """Images added, removed or changed since an entry was written: the entry is still found,
+    for the images it holds unchanged; the others are what the statement must infer (missing)
+    and the rows it must not read (dropped)."""
+    cache = tmp_path / "cache"
+    options = f"cache = true, cache_dir = '{cache}'"
+    write_entry(FeatureStore(cache), keys_of(images, options), "fc6", rows=4)
+    (images / "0.jpg").write_bytes(b"changed")  # changed: dropped, and inferred again
+    (images / "1.jpg").unlink()  # removed: dropped
+    (images / "sub").mkdir()
+    (images / "sub" / "9.png").write_bytes(b"new")  # added: inferred
+    (found,) = stored_layers(query(images, options), roster(), None)
+    assert not found.complete and found.rows == 2
+    assert found.dropped is not None and found.dropped.paths == ("0.jpg", "1.jpg")
+    assert found.missing is not None and found.missing.paths == ("0.jpg", "sub/9.png")
+    for name in ("2.jpg", "3.jpg"):  # every image changed: nothing left to read
+        (images / name).write_bytes(b"changed")
     assert stored_layers(query(images, options), roster(), None) == ()
+
+
+def test_content_matching_sees_an_image_rewritten_with_its_old_size_and_time(
+    images: Path, tmp_path: Path
+) -> None:
+    cache = tmp_path / "cache"
+    by_content = f"cache = true, cache_dir = '{cache}', cache_match = 'content'"
+    by_metadata = f"cache = true, cache_dir = '{cache}'"
+    store = FeatureStore(cache)
+    write_entry(store, keys_of(images, by_content), "fc6", rows=4)
+    write_entry(store, keys_of(images, by_metadata), "fc7", rows=4)
+    edited = images / "2.jpg"
+    stat = edited.stat()
+    edited.write_bytes(b"z" * stat.st_size)  # other bytes, same size and (below) same time
+    os.utime(edited, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    (content,) = stored_layers(query(images, by_content), roster(), None)
+    assert content.layer == "fc6" and content.missing is not None
+    assert content.missing.paths == ("2.jpg",)
+    (metadata,) = stored_layers(query(images, by_metadata), roster(), None)
+    assert metadata.layer == "fc7" and metadata.complete  # what metadata matching cannot see
+
+
+def test_a_new_entry_supersedes_the_old_one_when_its_statement_ends(
+    images: Path, tmp_path: Path
+) -> None:
+    store = FeatureStore(tmp_path / "cache")
+    old = write_entry(store, keys_of(images), "fc6")
+    (images / "7.jpg").write_bytes(b"added")
+    new = write_entry(store, keys_of(images), "fc6")
+    assert old is not None and new is not None and old.location != new.location
+    assert old.key == new.key and len(store.entries()) == 2  # the old one may still be read
+    assert store.supersede(new) == [old]
+    assert [e.location for e in store.entries()] == [new.location]
+    assert new.files() == keys_of(images).files
+
+
+def test_an_entry_whose_list_of_images_was_altered_is_refused(images: Path, tmp_path: Path) -> None:
+    store = FeatureStore(tmp_path / "cache")
+    entry = write_entry(store, keys_of(images), "fc6")
+    assert entry is not None and store.verify(entry) is None
+    (entry.location / "files.json").write_text('{"0.jpg": "1:1"}')
+    assert entry.files() is None
+    assert "files.json" in str(store.verify(entry))
 
 
 def _commit_same_entry(arguments: tuple[str, str, Any]) -> bool:

@@ -21,10 +21,13 @@ from vista_sql.logical.columns import problems, workload_outputs
 from vista_sql.logical.driver import alternatives
 from vista_sql.logical.plan import (
     Decode,
+    ImageFiles,
     ImageScan,
     Infer,
+    LayerOut,
     Plan,
     StoredScan,
+    UnionAll,
     WeightsSpec,
 )
 from vista_sql.logical.query import TransferQuery
@@ -187,3 +190,74 @@ def test_stored_plans_keep_the_workload(layers: str) -> None:
     for alternative in with_store:
         assert workload_outputs(alternative.plan) == workload_outputs(lazy[0].plan)
         assert problems(alternative.plan, roster()) == []
+
+
+def partial_entry(layer: str, added: int = 200, removed: int = 100) -> StoredLayer:
+    """An entry of 2,000 images written before ``added`` images were added and ``removed``
+    removed (the statement's directory: 1,900 of them kept plus the added ones)."""
+    return replace(
+        entry(layer),
+        rows=2000 - removed,
+        dropped=ImageFiles.of(f"{i}.jpg" for i in range(removed)),
+        missing=ImageFiles.of(f"{i}.jpg" for i in range(2000, 2000 + added)),
+    )
+
+
+def test_an_entry_of_fewer_images_is_read_beside_an_inference_of_the_others() -> None:
+    """The added images are inferred, the rest read; with several layers stored so, the added
+    images' inferences are one shared inference (eager) or one chain of stages (staged), like
+    the images' in a plan without the store."""
+    stored = (partial_entry("fc6"), partial_entry("fc7"))
+    data = stats(images=2100)
+    decision = decide(query("fc6, fc7"), roster(), stats=data, resources=resources(), stored=stored)
+    assert decision.chosen.alternative.endswith("/stored")
+    plan = decision.chosen.plan
+    unions = [n for n in nodes(plan, UnionAll) if isinstance(n, UnionAll)]
+    assert len(unions) == 2
+    for union in unions:
+        read, inferred = union.inputs
+        assert isinstance(read, StoredScan) and read.rows == 1900
+        scans = [n for n in inferred.walk() if isinstance(n, ImageScan)]
+        assert len(scans) == 1 and scans[0].files is not None and scans[0].files.count == 200
+    assert [n for n in plan.walk() if isinstance(n, ImageScan) and n.files is None] == []
+    inferences = {id(n) for u in unions for n in u.inputs[1].walk() if isinstance(n, Infer)}
+    assert len(inferences) <= 2  # eager: one for both; staged: fc6, then fc7 resuming from it
+    scan = next(f for f in decision.chosen.facts.nodes if isinstance(f.node, ImageScan))
+    assert scan.rows.value == 200
+    union = next(f for f in decision.chosen.facts.nodes if isinstance(f.node, UnionAll))
+    assert union.rows.value == 2100
+    text = explain_text(decision)
+    assert "only the 200 images new or changed since stored" in text
+    assert "1,900 rows (not the 100 images removed or changed since)" in text
+    assert "UnionAll of 2 inputs: stored rows, then inferred rows" in text
+    for alternative in decision.alternatives:
+        assert problems(alternative.plan, roster()) == []
+
+
+def test_reading_most_of_a_layer_beats_inferring_it_all_and_costs_more_with_more_missing() -> None:
+    def stored_plan_seconds(added: int) -> float:
+        data = stats(images=2000 + added)
+        decision = decide(
+            query("fc7"),
+            roster(),
+            stats=data,
+            resources=resources(),
+            stored=(partial_entry("fc7", added=added, removed=0),),
+        )
+        assert decision.chosen.alternative.endswith("/stored")
+        chosen = decision.chosen.runtime.total.value
+        assert chosen is not None
+        return chosen
+
+    assert stored_plan_seconds(20) < stored_plan_seconds(200) < stored_plan_seconds(800)
+
+
+def test_a_missing_resume_tensor_is_inferred_for_the_added_images_only() -> None:
+    stored = (partial_entry("fc6"),)
+    plans = alternatives(query("fc7"), roster(), stored=stored)
+    lazy = next(a for a in plans if a.name == "lazy/before_join/recompute/stored")
+    (resumed,) = [n for n in nodes(lazy.plan, Infer) if isinstance(n, Infer) and n.start]
+    assert resumed.start == "fc6" and isinstance(resumed.child, UnionAll)
+    read, inferred = resumed.child.inputs
+    assert isinstance(read, StoredScan) and read.form == "resume"
+    assert isinstance(inferred, Infer) and inferred.outputs == (LayerOut("fc6", "resume"),)

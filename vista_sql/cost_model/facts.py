@@ -43,6 +43,7 @@ from vista_sql.logical.plan import (
     StoredScan,
     TableScan,
     Train,
+    UnionAll,
     Workload,
 )
 from vista_sql.units import DOUBLE_BYTES
@@ -271,7 +272,8 @@ def _size(node: Plan, sized: dict[int, _Sized], context: _Context) -> _Sized:
                 stats.average_image_bytes + consts.binary_file_row_bytes,
                 Estimate.exact(0),
             )
-            return stats.image_rows, (_key(consts), image), None, None
+            rows = stats.image_rows if node.files is None else Estimate.exact(node.files.count)
+            return rows, (_key(consts), image), None, None
         case TableScan():
             struct = Column("struct", stats.feature_columns * DOUBLE_BYTES, stats.feature_columns)
             label = Column("label", Estimate.exact(DOUBLE_BYTES), Estimate.exact(1))
@@ -309,6 +311,12 @@ def _size(node: Plan, sized: dict[int, _Sized], context: _Context) -> _Sized:
         case Persist(child=inner):
             rows, columns, _, _ = child(inner)
             return rows, columns, None, None
+        case UnionAll(inputs=inputs):
+            parts = [child(part) for part in inputs]
+            rows = total([part[0] for part in parts])
+            # what every input has (the stored part has only the key and the layer)
+            names = set.intersection(*({c.name for c in part[1]} for part in parts))
+            return rows, tuple(c for c in parts[0][1] if c.name in names), None, None
         case Assemble(child=inner, layer=layer):
             rows, columns, _, _ = child(inner)
             values = _struct_values(columns) + _layer_values(columns, layer)

@@ -41,6 +41,7 @@ from vista_sql.logical.plan import (
     StoredScan,
     TableScan,
     Train,
+    UnionAll,
 )
 from vista_sql.units import DOUBLE_BYTES
 
@@ -210,6 +211,11 @@ def _operator(
         decode = Estimate.exact(node.file_bytes) * consts.parquet_seconds_per_byte
         shuffle = f.bytes * consts.shuffle_seconds_per_byte
         return "scan", cluster.spread(decode + shuffle) + consts.stage_overhead_seconds, ZERO
+    if isinstance(node, UnionAll):
+        # The stored rows and the inferred ones, hashed by key together (physical/): one
+        # shuffle of every row.
+        shuffle = f.bytes * consts.shuffle_seconds_per_byte
+        return "scan", cluster.spread(shuffle) + consts.stage_overhead_seconds, ZERO
     if isinstance(node, Decode):
         child = facts.of(node.child).column("image")
         encoded = child.bytes if child else Estimate.absent()

@@ -29,6 +29,7 @@ from vista_sql.logical.plan import (
     StoredScan,
     TableScan,
     Train,
+    UnionAll,
     Workload,
 )
 
@@ -92,6 +93,14 @@ class Columns:
                 return left_columns | right_columns
             case Persist(child=child):
                 return self.of(child)
+            case UnionAll(inputs=inputs):
+                each = [self.of(part) for part in inputs]
+                if len(each) < 2:
+                    self.problems.append(f"{node.describe()}: needs at least two inputs")
+                for part, columns in zip(inputs, each, strict=True):
+                    self._need(node, columns, "key", f" from {part.describe()}")
+                # what every input has (a staged inference passes earlier layers through)
+                return frozenset.intersection(*each) if each else frozenset()
             case Assemble(child=child, layer=layer):
                 below = self.of(child)
                 self._need(node, below, "structured")

@@ -31,6 +31,7 @@ OPTIONS: dict[str, ValueSpec] = {
     "overwrite": ValueSpec("bool"),
     "cache": ValueSpec("bool"),
     "cache_dir": ValueSpec("string"),
+    "cache_match": ValueSpec("choice", choices=("metadata", "content")),
     "mlflow": ValueSpec("bool"),
     "calibrate": ValueSpec("bool"),
 }

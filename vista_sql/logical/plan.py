@@ -21,7 +21,8 @@ and ``Workload`` holds one such branch per layer, top layer first.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import hashlib
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, fields, replace
 from typing import Literal, TypeAlias
 
@@ -154,17 +155,48 @@ def _plans_in(value: object) -> tuple[Plan, ...]:
 
 
 @dataclass(frozen=True, slots=True)
+class ImageFiles:
+    """Some files of an image directory, by path relative to it: the ones an incremental read
+    of the feature store infers (new or changed since an entry was written) or drops (removed
+    or changed). Equal by their digest, so comparing and hashing plans stays cheap however many
+    files there are."""
+
+    digest: str
+    paths: tuple[str, ...] = field(compare=False, repr=False)
+
+    @classmethod
+    def of(cls, paths: Iterable[str]) -> ImageFiles:
+        ordered = tuple(sorted(paths))
+        return cls(hashlib.sha256("\0".join(ordered).encode()).hexdigest(), ordered)
+
+    @property
+    def count(self) -> int:
+        return len(self.paths)
+
+
+@dataclass(frozen=True, slots=True)
 class ImageScan(Plan):
-    """Read the image source: rows of (key, image bytes or path)."""
+    """Read the image source: rows of (key, image bytes or path).
+
+    ``files``: only these files of the image directory (the images a feature-store entry lacks:
+    new or changed since it was written); None reads every image."""
 
     source: SourceRef
     alias: str
     column: str | None = None
     origin: Origin | None = field(default=None, compare=False)
+    files: ImageFiles | None = None
 
     def describe(self) -> str:
         column = f" ({self.column})" if self.column else ""
-        return f"ImageScan {self.source.describe()}{column} AS {self.alias}"
+        only = ""
+        if self.files is not None:
+            only = f": only the {_count(self.files.count, 'image')} new or changed since stored"
+        return f"ImageScan {self.source.describe()}{column} AS {self.alias}{only}"
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n:,} {noun}{'' if n == 1 else 's'}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -188,7 +220,9 @@ class StoredScan(Plan):
 
     ``form`` is what the scan provides to the plan: ``features`` (pooled per ``pooling``) for an
     Assemble, or ``resume`` for an Infer that resumes from ``layer``. ``location`` is the store
-    entry's directory; ``rows`` and ``file_bytes`` are the entry's (exact) size, for the cost model.
+    entry's directory; ``rows`` are the rows read and ``file_bytes`` the entry's size, for the
+    cost model. ``dropped``: images whose stored rows are left out (removed from the directory, or
+    changed, since the entry was written); their rows are not read.
     """
 
     source: SourceRef
@@ -202,14 +236,33 @@ class StoredScan(Plan):
     rows: int
     file_bytes: int
     origin: Origin | None = field(default=None, compare=False)
+    dropped: ImageFiles | None = None
 
     def describe(self) -> str:
         what = f"{self.cnn}.{self.layer}"
         what += f" pooling={self.pooling}" if self.form == "features" else ":resume"
+        part = ""
+        if self.dropped is not None:
+            part = (
+                f", {_count(self.rows, 'row')} (not the"
+                f" {_count(self.dropped.count, 'image')} removed or changed since)"
+            )
         return (
             f"StoredScan {self.source.describe()} AS {self.alias}: reads stored {what}"
-            f" ({self.weights.describe()}) from {self.location}"
+            f" ({self.weights.describe()}) from {self.location}{part}"
         )
+
+
+@dataclass(frozen=True, slots=True)
+class UnionAll(Plan):
+    """The rows of every input, one after the other (SQL's UNION ALL), hashed by key: a layer
+    read from the feature store for the images it holds, beside the same layer inferred for the
+    images it lacks. Every input has the key and the same layer in the same form."""
+
+    inputs: tuple[Plan, ...]
+
+    def describe(self) -> str:
+        return f"UnionAll of {len(self.inputs)} inputs: stored rows, then inferred rows"
 
 
 @dataclass(frozen=True, slots=True)

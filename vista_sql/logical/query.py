@@ -43,6 +43,10 @@ class Options:
     overwrite: bool = False
     cache: bool = True
     cache_dir: str | None = None
+    cache_match: Literal["metadata", "content"] = "metadata"
+    """How the feature store tells an image unchanged since it stored the image's features: by
+    its path, size and modification time, or by the SHA-256 of its content (reads every image
+    before planning)."""
     mlflow: bool = False
     """Log the run to MLflow (``vista_sql.tracking``): the ``mlflow`` extra."""
     calibrate: bool = False

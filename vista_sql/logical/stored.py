@@ -17,7 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from vista_sql.catalog import LayerInfo
-from vista_sql.logical.plan import OutputForm, WeightsSpec
+from vista_sql.logical.plan import ImageFiles, OutputForm, WeightsSpec
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,12 +34,24 @@ class StoredLayer:
     location: str
     """The entry's directory."""
     rows: int
+    """The rows the statement reads: the entry's, less those of ``dropped`` images."""
     file_bytes: int
     key_type: str = ""
     """The Spark type of the image keys the entry holds (file-name ids cast to the table's key
     type when it was written); the executor uses an entry only under the same key type."""
     errors: int = 0
     """Images that could not be decoded when the entry was written (stored with their error)."""
+    dropped: ImageFiles | None = None
+    """Images the entry holds that the statement must not read: removed from the directory, or
+    changed, since the entry was written (None: none)."""
+    missing: ImageFiles | None = None
+    """Images of the directory the entry lacks: added or changed since it was written (None:
+    none). A statement reads the entry for the rest and infers these."""
+
+    @property
+    def complete(self) -> bool:
+        """Whether the entry holds every image of the statement, each unchanged."""
+        return self.dropped is None and self.missing is None
 
 
 def same_tensor(layer: LayerInfo, pooling: str) -> bool:

@@ -8,11 +8,12 @@ into the Infer that reads the images: decoding happens in the same Python worker
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from vista_sql.logical.plan import (
     Assemble,
     Decode,
+    ImageFiles,
     ImageScan,
     Infer,
     Join,
@@ -21,6 +22,7 @@ from vista_sql.logical.plan import (
     Plan,
     StoredScan,
     TableScan,
+    UnionAll,
 )
 from vista_sql.physical.prepare import STRUCT
 from vista_sql.physical.sources import IMAGE, KEY
@@ -58,6 +60,19 @@ class Lowering:
     table: DataFrame
     settings: LoweringSettings
     frames: dict[int, DataFrame] = field(default_factory=dict)
+    name_key_type: str = "string"
+    """The type image file names were cast to as ids (``run.Prepared.name_key_type``)."""
+    inferred: Any = None
+    """A Spark accumulator of the images inferred from their bytes, every pass counted (None
+    where the session has none: Spark Connect); see :meth:`count_inferred`."""
+
+    def count_inferred(self) -> None:
+        """Count the images that inferences from the image bytes infer, from now on (not on
+        Spark Connect, which has no accumulators)."""
+        spark = self.images.sparkSession
+        if type(spark).__module__.startswith("pyspark.sql.connect"):
+            return
+        self.inferred = spark.sparkContext.accumulator(0)
 
     def frame(self, node: Plan) -> DataFrame:
         key = id(node)
@@ -67,15 +82,23 @@ class Lowering:
 
     def _lower(self, node: Plan) -> DataFrame:
         match node:
-            case ImageScan():
-                return self.images.repartition(self.settings.partitions, KEY)
+            case ImageScan(files=files):
+                images = self.images
+                if files is not None:  # the images a stored layer lacks
+                    images = images.join(self.ids(files), KEY, "left_semi")
+                return images.repartition(self.settings.partitions, KEY)
             case TableScan():
                 return self.table
-            case StoredScan():
+            case StoredScan(dropped=dropped):
                 from vista_sql.physical.store.spark_io import read_stored
 
                 spark = self.images.sparkSession
-                return read_stored(spark, node, self.settings.partitions)
+                stored = read_stored(spark, node, self.settings.partitions)
+                if dropped is not None:  # rows of images removed or changed since
+                    stored = stored.join(self.ids(dropped), KEY, "left_anti")
+                return stored
+            case UnionAll(inputs=inputs):
+                return self._union([self.frame(part) for part in inputs])
             case Decode(child=child):
                 return self.frame(child)
             case Infer():
@@ -97,6 +120,37 @@ class Lowering:
             case Assemble(child=child, layer=layer):
                 return self._assemble(self.frame(child), layer)
         raise NotImplementedError(f"cannot lower {node.describe()}: not a physical operator")
+
+    def ids(self, files: ImageFiles) -> DataFrame:
+        """The ids of some files of the image directory, as one KEY column of the images' key
+        type (a broadcast side for a semi or anti join): each file name less its extension, cast
+        as the image source casts it (``sources``), then as the keys were aligned."""
+        from pyspark.sql import functions as F
+
+        stems = [(path.rsplit("/", 1)[-1].rsplit(".", 1)[0],) for path in files.paths]
+        spark = self.images.sparkSession
+        final = self.images.schema[KEY].dataType.simpleString()
+        names = spark.createDataFrame(stems, "name string")
+        key = F.col("name").try_cast(self.name_key_type).cast(final)
+        return F.broadcast(names.select(key.alias(KEY)).filter(F.col(KEY).isNotNull()))
+
+    def _union(self, parts: list[DataFrame]) -> DataFrame:
+        """Rows of every part (the columns all have, an error column where any has one), hashed
+        by key into the plan's partitions as a scan is."""
+        from pyspark.sql import functions as F
+
+        shared = [c for c in parts[0].columns if c != ERROR and all(c in p.columns for p in parts)]
+        errors = any(ERROR in part.columns for part in parts)
+        union = None
+        for part in parts:
+            columns = [F.col(c) for c in shared]
+            if errors:
+                error = F.col(ERROR) if ERROR in part.columns else F.lit(None).cast("string")
+                columns.append(error.alias(ERROR))
+            selected = part.select(*columns)
+            union = selected if union is None else union.unionByName(selected)
+        assert union is not None
+        return union.repartition(self.settings.partitions, KEY)
 
     def _in_plan_partitions(self, joined: DataFrame) -> DataFrame:
         """A join's rows hashed by key into the plan's partitions before inference.
@@ -146,6 +200,7 @@ class Lowering:
             passthrough=passthrough,
             batch_size=node.batch_size or self.settings.batch_size,
             threads=self.settings.threads,
+            counter=self.inferred if node.start is None else None,
         )
 
     def _assemble(self, frame: DataFrame, layer: str) -> DataFrame:

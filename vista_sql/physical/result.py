@@ -66,6 +66,10 @@ class TransferResult:
     into: str | None = None
     replanned: Replan | None = None
     """Set when a first plan ran out of memory and this result is the second plan's."""
+    inferred_images: int | None = None
+    """Images decoded and run through the CNN from their bytes, every pass counted (a plan that
+    recomputes infers an image once per layer); layers read from the feature store count none.
+    None where it cannot be counted (Spark Connect has no accumulators)."""
     store: dict[str, Any] = field(default_factory=dict)
     """What the feature store did: ``read`` (entries the plan read), ``written`` (entries this
     statement added), ``write_seconds``, ``failures`` (layers it could not write)."""
@@ -212,6 +216,7 @@ class TransferResult:
             "other_files": list(self.other_files),
             "seconds": round(self.seconds, 3),
             "peak_memory_bytes": None if self.peak_memory is None else self.peak_memory.total,
+            "inferred_images": self.inferred_images,
             "spark_advice": self.advice,
             "replanned": None if self.replanned is None else self.replanned.to_json(),
         }

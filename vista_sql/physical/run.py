@@ -120,6 +120,9 @@ class Prepared:
     unnamed_files: tuple[str, ...]
     other_files: tuple[str, ...] = ()
     """Files of an image directory that are not images (reported, never read)."""
+    name_key_type: str = "string"
+    """The Spark type an image directory's file names were cast to as ids (before the keys of
+    both sides were aligned): how a file's id is found again (``Lowering.ids``)."""
 
 
 def prepare(
@@ -129,7 +132,8 @@ def prepare(
     check_weights(query)
     raw_table = read_table(spark, query, tables)
     prepared = prepare_table(raw_table, query)
-    image_source = read_images(spark, query, tables, key_type(raw_table))
+    name_key_type = key_type(raw_table)
+    image_source = read_images(spark, query, tables, name_key_type)
     check_images(image_source, query)
     images, table = align_keys(image_source.frame, prepared.frame, query)
     return Prepared(
@@ -140,6 +144,7 @@ def prepare(
         unmatched=unmatched(images, table, query),
         unnamed_files=image_source.unnamed_files,
         other_files=image_source.other_files,
+        name_key_type=name_key_type,
     )
 
 
@@ -171,7 +176,13 @@ def run_plan(
         for layer in query.layers
     }
     bottom_up = sorted(query.layers, key=cnn.index)
-    lowering = Lowering(images=prepared.images, table=prepared.table, settings=settings)
+    lowering = Lowering(
+        images=prepared.images,
+        table=prepared.table,
+        settings=settings,
+        name_key_type=prepared.name_key_type,
+    )
+    lowering.count_inferred()
     spark = prepared.images.sparkSession
     if query.into_table is not None:
         check_into_tables(spark, query.into_table, query.layers, query.options.overwrite)
@@ -223,6 +234,9 @@ def run_plan(
             peak_memory=memory.peak,
             into=into,
             replanned=replanned,
+            inferred_images=(
+                int(lowering.inferred.value) if lowering.inferred is not None else None
+            ),
         )
         if remote is not None:
             with tempfile.TemporaryDirectory() as local:
@@ -573,6 +587,8 @@ class Attempt:
                 for name in ("python_workers", "python_daemon")
             )
             raise
+        if writer is not None:
+            writer.finish()
         result.store = store_report(chosen.plan, writer, planning.store.off_reason)
         result.serve_features(
             LayerFeatures(

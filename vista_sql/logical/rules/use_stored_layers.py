@@ -5,6 +5,10 @@ its weights, the layer and the pooling (``vista_sql.physical.store``). A layer f
 source like a table: its features need no decoding and no convolution, and a layer above a stored
 one needs only the segment of the network between them. Whether reading is cheaper than inferring
 is the cost model's call: the driver offers the plans with and without this rule.
+
+An entry written before the image directory changed still holds the images that did not change:
+the rule reads those rows and infers only the images the entry lacks (added or changed since),
+the two parts side by side in a ``UnionAll``; rows of images removed or changed are never read.
 """
 
 from __future__ import annotations
@@ -15,7 +19,16 @@ from functools import partial
 
 from vista_sql.catalog import CnnInfo
 from vista_sql.logical.dag import rewrite_nodes
-from vista_sql.logical.plan import Decode, ImageScan, Infer, OutputForm, Plan, StoredScan
+from vista_sql.logical.plan import (
+    Decode,
+    ImageScan,
+    Infer,
+    LayerOut,
+    OutputForm,
+    Plan,
+    StoredScan,
+    UnionAll,
+)
 from vista_sql.logical.rules.base import RuleContext
 from vista_sql.logical.stored import StoredLayer, provides
 
@@ -32,12 +45,21 @@ def use_stored_layers(plan: Plan, ctx: RuleContext) -> Plan:
           Decode ...                   =>      StoredScan ...: reads stored vgg16.fc7:resume ...
             ImageScan 'images' AS i          (fc8 not stored, fc7 is)
 
+        Infer vgg16 image -> {fc7}           UnionAll
+          Decode ...                   =>      StoredScan ...: reads stored vgg16.fc7 ... 1,900
+            ImageScan 'images' AS i              rows (not the 100 images removed or changed)
+                                               Infer vgg16 image -> {fc7}
+                                                 Decode ...
+          (200 images added or changed           ImageScan 'images' AS i: only the 200 images
+           since fc7 was stored)                   new or changed since stored
+
     Only entries of the inference's CNN, weights and pooling count; every use of one entry in
-    one form is one shared scan node.
+    one form is one shared scan node (and every inference of the same missing images one node,
+    which the layer-reuse rules then share like any other).
     """
     if not ctx.stored:
         return plan
-    scans: dict[tuple[str, OutputForm], StoredScan] = {}
+    scans: dict[tuple[str, OutputForm], Plan] = {}
     rewrites: dict[int, Callable[[Plan], Plan]] = {}
     for node in plan.walk():
         if not _reads_images_for_one_layer(node):
@@ -62,6 +84,7 @@ def _reads_images_for_one_layer(node: Plan) -> bool:
         and node.outputs[0].form == "features"
         and isinstance(node.child, Decode)
         and isinstance(node.child.child, ImageScan)
+        and node.child.child.files is None  # not the images a stored layer lacks
     )
 
 
@@ -69,7 +92,7 @@ def _from_store(
     infer: Infer,
     cnn: CnnInfo,
     stored: tuple[StoredLayer, ...],
-    scans: dict[tuple[str, OutputForm], StoredScan],
+    scans: dict[tuple[str, OutputForm], Plan],
 ) -> Plan | None:
     """The stored scan (or resumed inference) that replaces ``infer``, or None."""
     assert isinstance(infer.child, Decode) and isinstance(infer.child.child, ImageScan)
@@ -77,7 +100,7 @@ def _from_store(
     target = infer.outputs[0].layer
     usable = [s for s in stored if s.cnn == cnn.name and s.weights == infer.weights]
 
-    def scan(layer: str, form: OutputForm) -> StoredScan | None:
+    def scan(layer: str, form: OutputForm) -> Plan | None:
         info = cnn.layer(layer)
         assert info is not None
         entry = next((s for s in usable if form in provides(info, s, infer.pooling)), None)
@@ -85,7 +108,7 @@ def _from_store(
             return None
         key = (layer, form)
         if key not in scans:
-            scans[key] = StoredScan(
+            read = StoredScan(
                 source=images.source,
                 alias=images.alias,
                 cnn=cnn.name,
@@ -97,7 +120,20 @@ def _from_store(
                 rows=entry.rows,
                 file_bytes=entry.file_bytes,
                 origin=images.origin,
+                dropped=entry.dropped,
             )
+            scans[key] = read
+            if entry.missing is not None:
+                # the images the entry lacks, inferred to the same layer and form
+                missing = replace(images, files=entry.missing)
+                assert isinstance(infer.child, Decode)
+                inferred = replace(
+                    infer,
+                    child=replace(infer.child, child=missing),
+                    start=None,
+                    outputs=(LayerOut(layer, form),),
+                )
+                scans[key] = UnionAll((read, inferred))
         return scans[key]
 
     features = scan(target, "features")

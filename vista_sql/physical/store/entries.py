@@ -11,7 +11,7 @@ import os
 import shutil
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from stat import S_ISREG
@@ -19,6 +19,7 @@ from typing import Any
 
 from vista_sql.logical.plan import WeightsSpec
 from vista_sql.logical.stored import StoredLayer
+from vista_sql.physical.store.keys import listing_digest
 from vista_sql.physical.store.settings import (
     DEFAULT_MAX_BYTES,
     DIR_ENV,
@@ -29,6 +30,8 @@ from vista_sql.physical.store.settings import (
     StoreSettings,
 )
 
+FILES = "files.json"
+"""An entry's images: relative path -> identity (``keys.image_listing``), beside ``data/``."""
 ABANDONED_SECONDS = 24 * 3600
 """A write still in ``tmp/`` after this long was abandoned (its process died): eviction removes it.
 No statement writes one layer for a day."""
@@ -82,6 +85,25 @@ class Entry:
         form = ":resume" if meta["form"] == "resume" else ""
         form += f" pooling={meta['pooling']}" if meta["pooling"] else ""
         return f"{meta['cnn']}.{meta['layer']}{form} ({meta['weights']})"
+
+    @property
+    def listing(self) -> str:
+        """``listing_digest`` of the images the entry holds (``files.json``)."""
+        return str(self.meta["images"]["listing"])
+
+    def files(self) -> dict[str, str] | None:
+        """The images the entry holds (relative path -> identity, as ``keys.image_listing``
+        gives them when it was written); None when ``files.json`` is unreadable or not the one
+        the entry recorded."""
+        try:
+            files = json.loads((self.location / FILES).read_text())
+        except (OSError, ValueError):
+            return None
+        if not isinstance(files, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in files.items()
+        ):
+            return None
+        return files if listing_digest(files) == self.listing else None
 
     def touch(self) -> None:
         """Mark the entry used now (for least-recently-used eviction)."""
@@ -169,14 +191,21 @@ class FeatureStore:
             if path.stat().st_uid == os.geteuid():  # a shared store's owner keeps its modes
                 path.chmod(PRIVATE_MODE)
 
-    def commit(self, staging: Path, key: str, meta: dict[str, Any]) -> Entry | None:
-        """Publish the entry written in ``staging`` (its ``data/``) under ``key``: sizes it,
-        writes ``entry.json`` last and renames the whole into place. None (and ``staging``
-        removed) when another process published the same entry first."""
+    def commit(
+        self, staging: Path, key: str, meta: dict[str, Any], files: Mapping[str, str]
+    ) -> Entry | None:
+        """Publish the entry written in ``staging`` (its ``data/``) under ``key``, holding the
+        images ``files`` (relative path -> identity): sizes it, writes ``files.json`` and
+        ``entry.json`` last and renames the whole into place (entries of the key for other images
+        stay until :meth:`supersede`). None (and ``staging`` removed) when another process
+        published the same entry first."""
         data = staging / "data"
+        (staging / FILES).write_text(json.dumps(dict(sorted(files.items()))))
+        images = {**meta.get("images", {}), "listing": listing_digest(files), "files": len(files)}
         file_bytes = sum(p.stat().st_size for p in data.rglob("*") if p.is_file())
         meta = {
             **meta,
+            "images": images,
             "format": FORMAT,
             "key": key,
             "file_bytes": file_bytes,
@@ -188,13 +217,24 @@ class FeatureStore:
         partial.write_text(json.dumps(meta, indent=1, sort_keys=True) + "\n")
         partial.rename(staging / "entry.json")
         self._private(self.entries_dir)
-        target = self.entries_dir / f"{key}.{meta['key_type']}"
+        target = self.entries_dir / f"{key}.{meta['key_type']}.{images['listing'][:16]}"
         try:
             staging.rename(target)
         except OSError:  # published meanwhile by another process (the target is not empty)
             shutil.rmtree(staging, ignore_errors=True)
             return None
         return read_entry(target)
+
+    def supersede(self, entry: Entry) -> list[Entry]:
+        """Remove the entries of ``entry``'s key and key type written before it (for the images
+        as they were then): called when the statement that wrote ``entry`` has ended, since it
+        may have read them until then."""
+        removed = []
+        for older in self.find(entry.key):
+            same_ids = older.key_type == entry.key_type
+            if older.location != entry.location and same_ids and self.remove(older):
+                removed.append(older)
+        return removed
 
     def abandon(self, staging: Path) -> None:
         shutil.rmtree(staging, ignore_errors=True)
@@ -246,6 +286,8 @@ class FeatureStore:
         recorded = entry.meta.get("data_sha256")
         if not isinstance(recorded, str):
             return "it records no digest of its data"
+        if entry.files() is None:
+            return f"its list of images ({FILES}) is missing or not the one written"
         try:
             found = data_digest(entry.data)
         except (OSError, ValueError) as error:

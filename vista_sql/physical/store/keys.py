@@ -1,5 +1,6 @@
-"""An entry's key: the images' fingerprint, the CNN's and the weights' identities, the layer, the
-form and the pooling (see the package docstring for why each)."""
+"""An entry's key: the image directory, the CNN's and the weights' identities, the layer, the form
+and the pooling; and the images it holds, each by its own identity (see the package docstring for
+why each)."""
 
 from __future__ import annotations
 
@@ -7,12 +8,12 @@ import hashlib
 import json
 import os
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from vista_sql.catalog import Catalog, CnnInfo, LayerInfo
-from vista_sql.digest import file_sha256
+from vista_sql.digest import content_sha256, file_sha256
 from vista_sql.errors import VistaError
 from vista_sql.logical.plan import OutputForm, SourceRef, WeightsSpec
 from vista_sql.logical.query import TransferQuery
@@ -51,14 +52,34 @@ def image_files(directory: Path) -> Iterator[tuple[str, os.stat_result]]:
             yield str(path.relative_to(directory)), path.stat()
 
 
-def image_fingerprint(directory: Path) -> tuple[str, int]:
-    """SHA-256 of the images' relative paths, sizes and nanosecond mtimes; and how many."""
-    digest = hashlib.sha256()
-    count = 0
+Match = Literal["metadata", "content"]
+"""How an image is known unchanged: by size and nanosecond mtime, or by its content's SHA-256."""
+
+
+def image_listing(directory: Path, match: Match = "metadata") -> dict[str, str]:
+    """Each image file's relative path -> its identity: ``<size>:<mtime ns>``, or with
+    ``match='content'`` ``<size>:sha256:<digest of its bytes>``."""
+    listing: dict[str, str] = {}
     for relative, stat in image_files(directory):
-        digest.update(f"{relative}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
-        count += 1
-    return digest.hexdigest(), count
+        if match == "content":
+            listing[relative] = f"{stat.st_size}:sha256:{content_sha256(directory / relative)}"
+        else:
+            listing[relative] = f"{stat.st_size}:{stat.st_mtime_ns}"
+    return listing
+
+
+def listing_digest(listing: Mapping[str, str]) -> str:
+    """SHA-256 of a listing (paths and identities, in path order)."""
+    digest = hashlib.sha256()
+    for relative in sorted(listing):
+        digest.update(f"{relative}\0{listing[relative]}\n".encode())
+    return digest.hexdigest()
+
+
+def image_fingerprint(directory: Path, match: Match = "metadata") -> tuple[str, int]:
+    """SHA-256 of the images' relative paths and identities (``image_listing``); and how many."""
+    listing = image_listing(directory, match)
+    return listing_digest(listing), len(listing)
 
 
 def cnn_identity(info: CnnInfo) -> str:
@@ -110,17 +131,26 @@ class StatementKeys:
 
     images: Path
     fingerprint: str
+    """``listing_digest`` of ``files``: the directory's images as the statement found them."""
     image_count: int
     cnn: str
     cnn_identity: str
     weights: WeightsSpec
     weights_identity: str
+    match: Match = "metadata"
+    files: Mapping[str, str] = field(default_factory=dict, compare=False, repr=False)
+    """The ``image_listing`` the statement planned with (relative path -> identity)."""
 
     def key(self, layer: LayerInfo, form: OutputForm, pooling: str) -> str:
-        """The key of one layer in one form (the pooling counts for conv features only)."""
+        """The key of one layer in one form (the pooling counts for conv features only).
+
+        The images are the directory, not its content: an entry keeps the listing of the images
+        it holds, and a statement over the directory after images were added, removed or changed
+        reads what still holds and infers the rest (``lookup.stored_layers``)."""
         parts = {
             "format": FORMAT,
-            "images": self.fingerprint,
+            "images": str(self.images),
+            "match": self.match,
             "cnn": self.cnn_identity,
             "weights": self.weights_identity,
             "layer": layer.name,
@@ -131,7 +161,7 @@ class StatementKeys:
 
     def still_current(self) -> bool:
         """Whether the images are unchanged since the keys were made (checked before a write)."""
-        return image_fingerprint(self.images)[0] == self.fingerprint
+        return image_fingerprint(self.images, self.match)[0] == self.fingerprint
 
 
 def key_pooling(layer: LayerInfo, form: OutputForm, pooling: str) -> str | None:
@@ -151,13 +181,16 @@ def statement_keys(
     weights = weights_identity(info.name, query.weights)
     if weights is None:
         return None
-    fingerprint, count = image_fingerprint(directory)
+    match = query.options.cache_match
+    listing = image_listing(directory, match)
     return StatementKeys(
         images=directory,
-        fingerprint=fingerprint,
-        image_count=count,
+        fingerprint=listing_digest(listing),
+        image_count=len(listing),
         cnn=info.name,
         cnn_identity=cnn_identity(info),
         weights=query.weights,
         weights_identity=weights,
+        match=match,
+        files=listing,
     )

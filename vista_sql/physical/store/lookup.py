@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
 from vista_sql.catalog import Catalog
-from vista_sql.logical.plan import OutputForm
+from vista_sql.logical.plan import ImageFiles, OutputForm, WeightsSpec
 from vista_sql.logical.query import TransferQuery
 from vista_sql.logical.stored import StoredLayer
-from vista_sql.physical.store.entries import FeatureStore
+from vista_sql.physical.store.entries import Entry, FeatureStore
 from vista_sql.physical.store.keys import StatementKeys, statement_keys
 from vista_sql.physical.store.settings import store_settings
 from vista_sql.units import format_bytes
@@ -26,7 +27,12 @@ def stored_layers(
     """The store's entries for ``query``'s images, CNN and weights: every transfer layer's
     features (under the statement's pooling) and resume tensor found. Empty when the store is
     off for the statement (``remote_executors``: see ``store_settings``) or its images are not a
-    directory."""
+    directory.
+
+    An entry written before images were added, removed or changed is found too, with the
+    images it lacks (``missing``: to infer) and those whose rows must not be read (``dropped``);
+    one that holds none of the images as they are now is not. Of several entries of one key (one
+    per key type), those holding the most current images come first."""
     settings = store_settings(query.options, remote_executors)
     if not settings.enabled:
         return ()
@@ -42,9 +48,38 @@ def stored_layers(
         if layer.resume_keras is not None:
             forms.append("resume")
         for form in forms:
+            usable: list[tuple[int, StoredLayer]] = []
             for entry in store.find(keys.key(layer, form, pooling)):
-                found.append(entry.stored_layer(query.weights, pooling))
+                usable.append(_against(entry, keys, query.weights, pooling))
+            usable.sort(key=lambda item: -item[0])
+            found.extend(stored for kept, stored in usable if kept)
     return tuple(found)
+
+
+def _against(
+    entry: Entry, keys: StatementKeys, weights: WeightsSpec, pooling: str
+) -> tuple[int, StoredLayer]:
+    """How many of the statement's images ``entry`` holds unchanged, and the entry as a
+    ``StoredLayer`` with what it lacks (``missing``) and what it must not read (``dropped``).
+
+    An entry whose list of images cannot be read counts as holding them all: the digest check
+    before the run (``FeatureStore.checked``) removes it."""
+    layer = entry.stored_layer(weights, pooling)
+    held = entry.files()
+    current = keys.files
+    if held is None:
+        return len(current), layer
+    kept = sum(1 for path, identity in current.items() if held.get(path) == identity)
+    missing = [path for path, identity in current.items() if held.get(path) != identity]
+    dropped = [path for path, identity in held.items() if current.get(path) != identity]
+    if not missing and not dropped:
+        return kept, layer
+    return kept, replace(
+        layer,
+        rows=max(0, layer.rows - len(dropped)),
+        dropped=ImageFiles.of(dropped) if dropped else None,
+        missing=ImageFiles.of(missing) if missing else None,
+    )
 
 
 def format_entries(store: FeatureStore) -> str:

@@ -20,7 +20,7 @@ from vista_sql.errors import VistaError
 from vista_sql.logical.query import Options
 from vista_sql.units import parse_size
 
-FORMAT = 1
+FORMAT = 2
 """Version of the layout and of the entries' contents; part of every key."""
 DIR_ENV = "VISTA_SQL_CACHE_DIR"
 SHARED_ENV = "VISTA_SQL_CACHE_SHARED"

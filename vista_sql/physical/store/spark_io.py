@@ -25,7 +25,17 @@ from typing import TYPE_CHECKING, Any
 from vista_sql.catalog import CnnInfo
 from vista_sql.cost_model.constants import STORE_ROW_GROUP_BYTES
 from vista_sql.errors import DataError
-from vista_sql.logical.plan import Assemble, Infer, Join, LayerOut, Persist, Plan, StoredScan
+from vista_sql.logical.plan import (
+    Assemble,
+    ImageScan,
+    Infer,
+    Join,
+    LayerOut,
+    Persist,
+    Plan,
+    StoredScan,
+    UnionAll,
+)
 from vista_sql.physical.sources import KEY
 from vista_sql.physical.store.entries import Entry, FeatureStore, read_entry
 from vista_sql.physical.store.keys import StatementKeys, key_pooling
@@ -98,9 +108,15 @@ class StoreWriter:
         finally:
             self.seconds += time.perf_counter() - started
 
+    def finish(self) -> None:
+        """After the statement: remove the entries the ones it wrote supersede (the same layers
+        for the images as they were before; the statement may have read them until now)."""
+        for entry in self.written:
+            self.store.supersede(entry)
+
     def _holds_every_image(self, node: Plan) -> bool:
         below_join = not any(isinstance(n, Join) for n in node.walk())
-        return below_join or self.every_image_joined
+        return (below_join or self.every_image_joined) and covers_every_image(node)
 
     def _sliced(self, layer: str) -> Any:
         """The CNN part of the assembled FEATURES vector, as array<float>."""
@@ -126,7 +142,11 @@ class StoreWriter:
         if key in self._done:
             return
         self._done.add(key)
-        existing = [e for e in self.store.find(key) if e.key_type == key_type]
+        existing = [
+            e
+            for e in self.store.find(key)
+            if e.key_type == key_type and e.listing == self.keys.fingerprint
+        ]
         if existing:
             existing[0].touch()
             return
@@ -159,6 +179,7 @@ class StoreWriter:
                     "rows": rows,
                     "errors": errors,
                 },
+                self.keys.files,
             )
         except Exception as failure:  # Spark, Arrow and OS errors alike: the statement goes on
             self.store.abandon(staging)
@@ -169,6 +190,23 @@ class StoreWriter:
         if entry is not None:
             self.written.append(entry)
             self.store.evict()
+
+
+def covers_every_image(node: Plan) -> bool:
+    """Whether ``node``'s rows stand for every image of the directory as the statement found it
+    (then they can be stored as its entry): not a part of them, as the inference of the images a
+    stored layer lacks, or the stored rows less those removed or changed. A union of the two
+    parts covers them all; a join covers what its image side covers."""
+    match node:
+        case ImageScan(files=files):
+            return files is None
+        case StoredScan(dropped=dropped):
+            return dropped is None
+        case UnionAll():
+            return True
+        case Join(left=left):
+            return covers_every_image(left)
+    return all(covers_every_image(child) for child in node.children)
 
 
 def _column(name: str) -> Any:
