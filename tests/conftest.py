@@ -110,6 +110,8 @@ SLOWEST_FIRST = (
     "test_reliability_memory.py",
     "test_reliability_replan.py",
     "test_store_spark.py",
+    "test_store_incremental.py",
+    "test_search_halving.py",
     "test_end_to_end.py",
     "test_security.py",
     "test_spark_interfaces.py",

@@ -193,7 +193,7 @@ def test_explain_describe_and_show_statements() -> None:
 VALID_OPTIONS = (
     "memory, cores, nodes, gpu_memory, inference, placement, join, persist, executor_cores, "
     "partitions, batch_size, conv_pooling, on_bad_image, overwrite, cache, cache_dir, "
-    "cache_match, mlflow, calibrate"
+    "cache_match, search, mlflow, calibrate"
 )
 LOGREG_PARAMS = (
     "max_iter, reg_param, elastic_net_param, tol, fit_intercept, standardization, threshold, "

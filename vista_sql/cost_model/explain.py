@@ -10,15 +10,17 @@ on the decision (statement, statistics, resources, constants): no ids, no set or
 
 from __future__ import annotations
 
+import math
 from typing import Any, Literal
 
 from vista_sql.cost_model.config import storage_level_name
 from vista_sql.cost_model.constants import calibration_status, provenance
 from vista_sql.cost_model.estimate import Estimate
-from vista_sql.cost_model.facts import NodeFacts
+from vista_sql.cost_model.facts import NodeFacts, PlanFacts
 from vista_sql.cost_model.optimizer import Decision, PhysicalPlan
-from vista_sql.logical.plan import Decode, Evaluate, Join, Persist, Plan, Train
+from vista_sql.logical.plan import Decode, Evaluate, Join, Persist, Plan, Train, Workload
 from vista_sql.logical.render import render_json, render_text
+from vista_sql.logical.search import describe_rounds
 from vista_sql.units import format_bytes
 
 Mode = Literal["cost"] | None
@@ -195,7 +197,22 @@ def _estimate_lines(decision: Decision) -> list[str]:
         lines.append(f"profiled     {decision.profiled.describe()}")
     if decision.overrides:
         lines.append(f"overrides    {', '.join(decision.overrides)}")
+    search = _search_line(chosen.plan, chosen.facts)
+    if search is not None:
+        lines.append(f"search       {search}")
     return lines
+
+
+def _search_line(plan: Plan, facts: PlanFacts) -> str | None:
+    """The successive-halving search's rounds (``WITH (search = 'halving')``), or None."""
+    trains = [f for f in facts.nodes if isinstance(f.node, Train) and f.node.search == "halving"]
+    if not trains or not isinstance(plan, Workload):
+        return None
+    train = trains[0].node
+    assert isinstance(train, Train)
+    grid = math.prod(len(v) for _, v in train.model.grid) if train.model.grid else 1
+    layers = len(plan.branches)
+    return describe_rounds(layers * grid, trains[0].rows.value or 0.0, layers)
 
 
 def _alternative_lines(decision: Decision) -> list[str]:

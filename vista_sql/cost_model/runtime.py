@@ -42,7 +42,9 @@ from vista_sql.logical.plan import (
     TableScan,
     Train,
     UnionAll,
+    Workload,
 )
+from vista_sql.logical.search import halving_rounds
 from vista_sql.units import DOUBLE_BYTES
 
 STEPS = (
@@ -380,7 +382,50 @@ def _train(f: NodeFacts, facts: PlanFacts, memory: MemoryModel, cluster: _Cluste
     iteration = cluster.spread(level + blocks_spilled) + consts.job_overhead_seconds
     per_fit = cluster.spread(prepare) + iteration * model.iterations
     jobs = (reads + model.fits) * consts.job_overhead_seconds
+    if f.node.search == "halving":
+        scaled = cluster.spread(level + blocks_spilled)
+        return _halving(f, facts, per_fit, scaled, prepare, cluster, memory)
     return cache + per_fit * model.fits + jobs
+
+
+def _halving(
+    f: NodeFacts,
+    facts: PlanFacts,
+    per_fit: Estimate,
+    scaled: Estimate,
+    prepare: Estimate,
+    cluster: _Cluster,
+    memory: MemoryModel,
+) -> Estimate:
+    """One layer's share of a successive-halving search (``logical.search``): every round's fits
+    of the surviving candidates, spread evenly over the layers (which survive is not known
+    before), each on its round's sample (``scaled``, the work per iteration, scales with the
+    rows; the per-iteration job does not) and scored on the held-out rows; then the winner's fit
+    on every row, a layer's share of it. Every fit reads the cached branch table (a sample is a
+    filter of it)."""
+    consts = cluster.consts
+    model = f.model
+    assert model is not None and isinstance(f.node, Train)
+    layers = len(facts.plan.branches) if isinstance(facts.plan, Workload) else 1
+    grid = math.prod(len(values) for _, values in f.node.model.grid) if f.node.model.grid else 1
+    count = layers * grid
+    train_rows = f.rows.value or 0.0
+    held_out = f.rows * (f.node.validate / max(1 - f.node.validate, 1e-9))
+    score = held_out * (model.values + 1) * (2 / consts.jvm_flops_per_core)
+    scoring = cluster.spread(score) + EVALUATION_JOBS * consts.job_overhead_seconds
+    one_fit = per_fit / max(model.fits, 1) if model.fits > 1 else per_fit
+    rounds = halving_rounds(count, train_rows)
+    fits = (sum(r.candidates for r in rounds) + 1) / layers
+    assembled = facts.of(f.node.child)
+    passes = model.input_passes - (2 * model.folds if f.node.model.grid else 0)
+    reads = fits * passes + BRANCH_TABLE_COUNTS
+    seconds = cluster.spread(_branch_table_read(assembled, memory, consts) * reads)
+    for current in rounds:
+        sample = (cluster.spread(prepare) + scaled * model.iterations) * current.fraction
+        jobs = (model.iterations + 2) * consts.job_overhead_seconds
+        seconds = seconds + (sample + jobs + scoring) * (current.candidates / layers)
+    winner = one_fit + 2 * consts.job_overhead_seconds
+    return seconds + winner * (1 / layers)
 
 
 def _evaluate(f: NodeFacts, facts: PlanFacts, memory: MemoryModel, cluster: _Cluster) -> Estimate:

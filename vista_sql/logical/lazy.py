@@ -95,6 +95,7 @@ def lazy_plan(query: TransferQuery, catalog: Catalog | None = None) -> Workload:
             label=query.label,
             validate=query.validate,
             seed=query.validate_seed,
+            search=query.options.search,
         )
         branches.append(Evaluate(child=trained, layer=layer.name))
     return Workload(branches=tuple(branches), layers=query.layers)

@@ -32,6 +32,7 @@ OPTIONS: dict[str, ValueSpec] = {
     "cache": ValueSpec("bool"),
     "cache_dir": ValueSpec("string"),
     "cache_match": ValueSpec("choice", choices=("metadata", "content")),
+    "search": ValueSpec("choice", choices=("exhaustive", "halving")),
     "mlflow": ValueSpec("bool"),
     "calibrate": ValueSpec("bool"),
 }

@@ -374,11 +374,15 @@ class Train(Plan):
     label: str
     validate: float = 0.2
     seed: int = 2019
+    search: Literal["exhaustive", "halving"] = "exhaustive"
+    """``halving``: the layer's (layer, parameters) candidates compete with every other layer's
+    in a successive-halving search (``vista_sql.logical.search``)."""
 
     def describe(self) -> str:
+        search = " search=halving" if self.search == "halving" else ""
         return (
             f"Train {self.model.describe()} on {self.layer} label={self.label}"
-            f" validate={self.validate} seed={self.seed}"
+            f" validate={self.validate} seed={self.seed}{search}"
         )
 
 

@@ -47,6 +47,9 @@ class Options:
     """How the feature store tells an image unchanged since it stored the image's features: by
     its path, size and modification time, or by the SHA-256 of its content (reads every image
     before planning)."""
+    search: Literal["exhaustive", "halving"] = "exhaustive"
+    """How the (layer, parameters) candidates are trained: every one on every training row, or
+    by successive halving (``vista_sql.logical.search``)."""
     mlflow: bool = False
     """Log the run to MLflow (``vista_sql.tracking``): the ``mlflow`` extra."""
     calibrate: bool = False

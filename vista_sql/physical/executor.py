@@ -10,6 +10,10 @@ For each layer's branch (Evaluate(Train(Assemble(...)))) the runner
 4. trains and evaluates, then releases the branch table and every Persist node that no remaining
    branch reaches without passing through a materialised Persist node first.
 
+With ``WITH (search = 'halving')`` step 4 waits: every layer's branch table stays cached until
+the successive-halving search over all layers' (layer, parameters) candidates has run
+(``physical.search``); each layer then reports the candidate of it that went furthest.
+
 Branches run bottom layer first so that a staged plan holds at most two stages at once; results are
 reported top layer first, as SPEC.md says.
 """
@@ -18,15 +22,17 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from vista_sql.errors import DataError
 from vista_sql.logical.plan import Assemble, Evaluate, Persist, Plan, Train, Workload
 from vista_sql.logical.query import TransferQuery
+from vista_sql.logical.search import Round
 from vista_sql.physical.lower import ERROR, Lowering
 from vista_sql.physical.prepare import SHOWN_IDS
 from vista_sql.physical.progress import Progress
+from vista_sql.physical.search import SearchOutcome, halving_search
 from vista_sql.physical.sources import KEY
 from vista_sql.physical.train import FEATURES, Trained, train
 
@@ -60,6 +66,8 @@ class RunOutcome:
     layers: list[LayerRun] = field(default_factory=list)
     timings: list[NodeTiming] = field(default_factory=list)
     skipped_images: list[Any] = field(default_factory=list)
+    search: SearchOutcome | None = None
+    """The successive-halving search's fits (``WITH (search = 'halving')``)."""
 
 
 LayerHook = Callable[[LayerRun, "DataFrame"], None]
@@ -123,6 +131,9 @@ def run_workload(
     branches = {branch_parts(b)[1].layer: b for b in plan.branches}
     remaining = [branches[layer] for layer in layer_order]
     skipped: dict[Any, str] = {}
+    searching = query.options.search == "halving"
+    searched: dict[str, tuple[DataFrame, DataFrame, float]] = {}
+    """halving: layer -> (cached branch table, its good rows, inference seconds)"""
     try:
         while remaining:
             branch = remaining.pop(0)
@@ -150,6 +161,10 @@ def run_workload(
             inference_seconds = time.perf_counter() - started
 
             good = _bad_images(table, query, skipped)
+            if searching:  # trained together once every layer's table is there
+                searched[layer] = (table, good, inference_seconds)
+                _release(remaining, materialised, lowering)
+                continue
             progress.stage(f"{layer}: training {trainer.model.name}")
             trained = train(
                 good,
@@ -172,12 +187,66 @@ def run_workload(
             table.unpersist()
             _release(remaining, materialised, lowering)
             progress.layer_done()
+        if searching:
+            outcome.search = _search(
+                searched, plan, feature_sizes, n_classes, progress, outcome, on_layer
+            )
     finally:
         for frame in lowering.frames.values():
             if frame.storageLevel.useMemory or frame.storageLevel.useDisk:
                 frame.unpersist()
     outcome.skipped_images = sorted(skipped, key=lambda k: (str(type(k)), k))
     return outcome
+
+
+def _search(
+    searched: dict[str, tuple[DataFrame, DataFrame, float]],
+    plan: Workload,
+    feature_sizes: dict[str, int],
+    n_classes: int,
+    progress: Progress,
+    outcome: RunOutcome,
+    on_layer: LayerHook | None,
+) -> SearchOutcome:
+    """The successive-halving search over every layer's table; then each layer's run: the
+    candidate of it that went furthest (the winner's fit on every row for the winning layer),
+    its training time all of the layer's fits."""
+    _, trainer, _ = branch_parts(plan.branches[0])
+    goods = {layer: good for layer, (_, good, _) in searched.items()}
+    rows = goods[next(iter(goods))].count()
+
+    def on_round(current: Round) -> None:
+        progress.stage(
+            f"search round {current.number}: {current.candidates} candidates on"
+            f" {current.fraction:.1%} of the training rows"
+        )
+
+    result = halving_search(
+        goods,
+        trainer.model,
+        n_features=feature_sizes,
+        n_classes=n_classes,
+        validate=trainer.validate,
+        seed=trainer.seed,
+        train_rows=int(rows * (1 - trainer.validate)),
+        on_round=on_round,
+    )
+    for layer, (table, good, inference_seconds) in searched.items():
+        best = result.of_layer(layer)
+        trained = replace(best.trained, train_seconds=result.layer_seconds(layer))
+        run = LayerRun(
+            layer=layer,
+            n_features=feature_sizes[layer],
+            trained=trained,
+            inference_seconds=inference_seconds,
+            rows=trained.train_rows + trained.validation_rows,
+        )
+        outcome.layers.append(run)
+        if on_layer is not None:
+            on_layer(run, good)
+        table.unpersist()
+        progress.layer_done()
+    return result
 
 
 def _bad_images(table: DataFrame, query: TransferQuery, skipped: dict[Any, str]) -> DataFrame:

@@ -70,6 +70,10 @@ class TransferResult:
     """Images decoded and run through the CNN from their bytes, every pass counted (a plan that
     recomputes infers an image once per layer); layers read from the feature store count none.
     None where it cannot be counted (Spark Connect has no accumulators)."""
+    search: list[dict[str, Any]] = field(default_factory=list)
+    """``WITH (search = 'halving')``: every (layer, parameters) candidate's last fit: its
+    ``round`` (the winner's fit on every row is the round after the last), ``train_rows``, its
+    metrics and ``winner``."""
     store: dict[str, Any] = field(default_factory=dict)
     """What the feature store did: ``read`` (entries the plan read), ``written`` (entries this
     statement added), ``write_seconds``, ``failures`` (layers it could not write)."""
@@ -97,6 +101,10 @@ class TransferResult:
             )
             if run.trained.best_params and self.query.model.grid:
                 row["best_params"] = json.dumps(run.trained.best_params, sort_keys=True)
+            if self.search:  # how far the layer's best candidate went, and whether it won
+                mine = [fit for fit in self.search if fit["layer"] == run.layer]
+                row["search_round"] = max(fit["round"] for fit in mine)
+                row["winner"] = any(fit["winner"] for fit in mine)
             rows.append(row)
         return rows
 
@@ -111,8 +119,12 @@ class TransferResult:
 
     @property
     def best(self) -> pd.Series:
-        """The row of the layer with the best validation accuracy (then F1, then the top layer)."""
+        """The row of the layer with the best validation accuracy (then F1, then the top layer);
+        after a successive-halving search, the winner's layer."""
         frame = self.to_pandas()
+        winner = next((fit["layer"] for fit in self.search if fit["winner"]), None)
+        if winner is not None:
+            return frame[frame["layer"] == winner].iloc[0]
         order = sorted(
             range(len(frame)),
             key=lambda i: (-frame["accuracy"][i], -(frame["f1"][i] or 0.0), i),
@@ -217,6 +229,7 @@ class TransferResult:
             "seconds": round(self.seconds, 3),
             "peak_memory_bytes": None if self.peak_memory is None else self.peak_memory.total,
             "inferred_images": self.inferred_images,
+            "search": self.search,
             "spark_advice": self.advice,
             "replanned": None if self.replanned is None else self.replanned.to_json(),
         }

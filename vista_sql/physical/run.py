@@ -237,6 +237,7 @@ def run_plan(
             inferred_images=(
                 int(lowering.inferred.value) if lowering.inferred is not None else None
             ),
+            search=[] if outcome.search is None else [fit.row() for fit in outcome.search.fits],
         )
         if remote is not None:
             with tempfile.TemporaryDirectory() as local:

@@ -48,6 +48,15 @@ def split_bucket(seed: int) -> Column:
     return F.pmod(F.xxhash64(F.col(KEY), F.lit(seed)), F.lit(HASH_BUCKETS)) / HASH_BUCKETS
 
 
+def sample_bucket(seed: int) -> Column:
+    """Another per-row number in [0, 1), independent of the split's: a successive-halving
+    round trains on the training rows below its fraction, so each round's sample holds the
+    previous one's (``vista_sql.logical.search``)."""
+    from pyspark.sql import functions as F
+
+    return F.pmod(F.xxhash64(F.col(KEY), F.lit(seed + 2)), F.lit(HASH_BUCKETS)) / HASH_BUCKETS
+
+
 def estimator(spec: ModelSpec, n_features: int, n_classes: int, seed: int) -> Any:
     """The MLlib estimator of ``spec`` (its registry entry's) with its fixed parameters set."""
     entry = models.model(spec.name)
@@ -85,8 +94,12 @@ def train(
     n_classes: int,
     validate: float,
     seed: int,
+    sample: float = 1.0,
 ) -> Trained:
-    """Fit ``spec`` on the training rows of ``table`` (KEY, LABEL, FEATURES); score the rest."""
+    """Fit ``spec`` on the training rows of ``table`` (KEY, LABEL, FEATURES); score the rest.
+
+    ``sample`` < 1 fits on that share of the training rows (``sample_bucket``), scored on every
+    held-out row as a full fit is; ``train_rows`` is then the sample's size."""
     from pyspark.ml.functions import vector_to_array
     from pyspark.ml.tuning import CrossValidator, ParamGridBuilder
     from pyspark.sql import functions as F
@@ -95,6 +108,9 @@ def train(
     training = table.filter(bucket >= validate)
     validation = table.filter(bucket < validate)
     train_rows, validation_rows = _check_split(table, bucket < validate, validate)
+    if sample < 1.0:
+        training = training.filter(sample_bucket(seed) < sample)
+        train_rows = training.count()
     entry = models.model(spec.name)
     base = estimator(spec, n_features, n_classes, seed)
     started = time.perf_counter()
