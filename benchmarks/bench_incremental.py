@@ -1,6 +1,6 @@
 """The feature store over a growing image set: 2,000 images stored, then 200 added.
 
-    python benchmarks/bench_incremental.py [--rows 2000] [--added 200] [--cnn alexnet]
+    python benchmarks/bench_incremental.py [--rows 2000] [--added 200] [--cnn resnet50]
 
 Image sets grow (new products, new labelled photos). A statement stores its layers for the
 images it saw; the next one, over the directory with more images, reads the stored rows of the
@@ -175,9 +175,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rows", type=int, default=2000)
     parser.add_argument("--added", type=int, default=200)
-    parser.add_argument("--image-size", type=int, default=227)
-    parser.add_argument("--cnn", default="alexnet")
-    parser.add_argument("--layers", default="conv5,fc6,fc7,fc8")
+    parser.add_argument("--image-size", type=int, default=224)
+    parser.add_argument("--cnn", default="resnet50")
+    parser.add_argument("--layers", default="conv5_3,fc6")
     parser.add_argument("--name", default="incremental", help="stem of the result files")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="vista-bench-incremental-"))

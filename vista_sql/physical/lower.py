@@ -89,16 +89,15 @@ class Lowering:
                 return images.repartition(self.settings.partitions, KEY)
             case TableScan():
                 return self.table
-            case StoredScan(dropped=dropped):
-                from vista_sql.physical.store.spark_io import read_stored
-
-                spark = self.images.sparkSession
-                stored = read_stored(spark, node, self.settings.partitions)
-                if dropped is not None:  # rows of images removed or changed since
-                    stored = stored.join(self.ids(dropped), KEY, "left_anti")
-                return stored
+            case StoredScan():
+                return self._stored(node).repartition(self.settings.partitions, KEY)
             case UnionAll(inputs=inputs):
-                return self._union([self.frame(part) for part in inputs])
+                # a stored part is hashed with the rest, not once more before
+                parts = [
+                    self._stored(part) if isinstance(part, StoredScan) else self.frame(part)
+                    for part in inputs
+                ]
+                return self._union(parts)
             case Decode(child=child):
                 return self.frame(child)
             case Infer():
@@ -120,6 +119,15 @@ class Lowering:
             case Assemble(child=child, layer=layer):
                 return self._assemble(self.frame(child), layer)
         raise NotImplementedError(f"cannot lower {node.describe()}: not a physical operator")
+
+    def _stored(self, node: StoredScan) -> DataFrame:
+        """A feature-store entry's rows (less those of images removed or changed since)."""
+        from vista_sql.physical.store.spark_io import read_stored
+
+        stored = read_stored(self.images.sparkSession, node)
+        if node.dropped is not None:
+            stored = stored.join(self.ids(node.dropped), KEY, "left_anti")
+        return stored
 
     def ids(self, files: ImageFiles) -> DataFrame:
         """The ids of some files of the image directory, as one KEY column of the images' key

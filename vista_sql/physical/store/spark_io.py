@@ -1,7 +1,8 @@
 """Reading and writing feature-store entries with Spark (the store itself: ``physical.store``).
 
 **Reading** a ``StoredScan``: the entry's Parquet, its values named as the inference would have
-named them, repartitioned by key like an image scan, so every plan above it lowers unchanged.
+named them (the lowering repartitions it by key like an image scan, so every plan above it lowers
+unchanged).
 Images that failed to decode when the entry was written are stored with their error and come back
 with it, so ``on_bad_image`` fails or skips them as it would have.
 
@@ -52,8 +53,9 @@ class StoreWarning(UserWarning):
     """A layer could not be written to the feature store (the statement's result is unaffected)."""
 
 
-def read_stored(spark: SparkSession, node: StoredScan, partitions: int) -> DataFrame:
-    """The entry of ``node`` as (KEY, its column[, _error]), hash partitioned by KEY."""
+def read_stored(spark: SparkSession, node: StoredScan) -> DataFrame:
+    """The entry of ``node`` as (KEY, its column[, _error]), as its files hold it (the lowering
+    hashes it by KEY)."""
     from pyspark.sql import functions as F
 
     entry = read_entry(Path(node.location))
@@ -68,7 +70,7 @@ def read_stored(spark: SparkSession, node: StoredScan, partitions: int) -> DataF
     selected = [F.col(KEY), F.col(VALUES).alias(column)]
     if entry.errors:
         selected.append(F.col(ERROR_COLUMN))
-    return frame.select(*selected).repartition(partitions, KEY)
+    return frame.select(*selected)
 
 
 @dataclass
