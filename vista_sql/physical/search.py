@@ -12,7 +12,9 @@ sample's size and its metrics.
 from __future__ import annotations
 
 import math
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
@@ -67,10 +69,22 @@ class SearchOutcome:
         return max(mine, key=lambda fit: (fit.won, fit.round, _ranked(fit.trained)))
 
     def layer_seconds(self, layer: str) -> float:
-        return sum(f.trained.train_seconds + f.trained.evaluate_seconds for f in self._all(layer))
+        """The layer's share of the search's wall time (its fits' share of all fits' time: fits
+        of a round run at once), so the layers' shares add up to the search's time."""
+        everyone = sum(_seconds(f) for f in self.history)
+        mine = sum(_seconds(f) for f in self._all(layer))
+        return self.train_seconds * mine / everyone if everyone > 0 else 0.0
 
     def _all(self, layer: str) -> list[CandidateFit]:
         return [fit for fit in self.history if fit.candidate.layer == layer]
+
+
+def _seconds(fit: CandidateFit) -> float:
+    return fit.trained.train_seconds + fit.trained.evaluate_seconds
+
+
+PARALLEL_FITS = 4
+"""Fits of one round run at once (Spark jobs from driver threads)."""
 
 
 def _ranked(trained: Trained) -> float:
@@ -98,6 +112,7 @@ def halving_search(
     started = time.perf_counter()
     last: dict[Candidate, CandidateFit] = {}
     history: list[CandidateFit] = []
+    lock = threading.Lock()
     alive = list(found)
     rounds = halving_rounds(len(found), train_rows)
 
@@ -113,14 +128,19 @@ def halving_search(
         )
         params: dict[str, Value] = {**dict(model.params), **dict(candidate.params)}
         done = CandidateFit(candidate, number, replace(trained, best_params=params))
-        last[candidate] = done
-        history.append(done)
+        with lock:
+            last[candidate] = done
+            history.append(done)
         return done
 
     for current in rounds:
         if on_round is not None:
             on_round(current)
-        scored = [fit(candidate, current.number, current.fraction) for candidate in alive]
+        # A fit on a small sample waits on Spark's per-job latency more than it computes: the
+        # round's fits run as concurrent jobs (MLlib's CrossValidator ``parallelism`` does the
+        # same), in the candidates' order of results.
+        with ThreadPoolExecutor(min(PARALLEL_FITS, len(alive))) as pool:
+            scored = list(pool.map(lambda c, r=current: fit(c, r.number, r.fraction), alive))
         keep = math.ceil(len(alive) / 2)
         best = sorted(scored, key=lambda f: (-_ranked(f.trained), order[f.candidate]))[:keep]
         alive = sorted((f.candidate for f in best), key=order.__getitem__)
