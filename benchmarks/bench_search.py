@@ -97,6 +97,14 @@ def best_exhaustive(result: Any) -> dict[str, Any]:
     }
 
 
+def same_choice(reference: dict[str, Any], winner: dict[str, Any]) -> bool:
+    """The same layer and grid values (the fixed parameters are the same by construction)."""
+    grid = winner["params"]
+    return winner["layer"] == reference["layer"] and all(
+        reference["params"].get(k) == v for k, v in grid.items()
+    )
+
+
 def run_task(spark: Any, task: str, args: argparse.Namespace, work: Path) -> dict[str, Any]:
     data = datasets(task, args.rows, work / task)
     cache = work / task / "cache"
@@ -130,10 +138,7 @@ def run_task(spark: Any, task: str, args: argparse.Namespace, work: Path) -> dic
             "auc": winner["auc"],
             "accuracy": winner["accuracy"],
         },
-        "same choice": (
-            winner["layer"] == reference["layer"]
-            and all(winner["params"].get(k) == v for k, v in reference["params"].items())
-        ),
+        "same choice": same_choice(reference, winner),
         "auc gap": reference["auc"] - winner["auc"],
         "exhaustive layers": exhaustive.rows(),
         "halving fits": halving.search,

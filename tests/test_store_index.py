@@ -69,7 +69,12 @@ def keys_of(images: Path, options: str = "") -> StatementKeys:
 
 
 def write_entry(
-    store: FeatureStore, keys: StatementKeys, layer: str, form: str = "features", rows: int = 10
+    store: FeatureStore,
+    keys: StatementKeys,
+    layer: str,
+    form: str = "features",
+    rows: int = 10,
+    only: tuple[str, ...] | None = None,
 ) -> Any:
     """An entry as store_io writes it: (key, values, _error) Parquet under data/, then commit."""
     info = VGG16.layer(layer)
@@ -96,7 +101,8 @@ def write_entry(
         "rows": rows,
         "errors": 0,
     }
-    return store.commit(staging, key, meta, keys.files)
+    files = keys.files if only is None else {path: keys.files[path] for path in only}
+    return store.commit(staging, key, {**meta, "segment": only is not None}, files)
 
 
 # --- keys ---------------------------------------------------------------------------------------
@@ -214,6 +220,36 @@ def test_an_entry_of_images_since_changed_holds_the_rest(images: Path, tmp_path:
     for name in ("2.jpg", "3.jpg"):  # every image changed: nothing left to read
         (images / name).write_bytes(b"changed")
     assert stored_layers(query(images, options), roster(), None) == ()
+
+
+def test_a_segment_of_added_images_and_the_entry_before_hold_a_layer_together(
+    images: Path, tmp_path: Path
+) -> None:
+    """A statement after images were added stores them as a segment beside the entry (not the
+    whole layer again): the next statement reads each image from one of the two, and infers
+    only what neither holds."""
+    cache = tmp_path / "cache"
+    options = f"cache = true, cache_dir = '{cache}'"
+    store = FeatureStore(cache)
+    first = write_entry(store, keys_of(images, options), "fc6", rows=4)
+    (images / "7.jpg").write_bytes(b"added")
+    (images / "8.jpg").write_bytes(b"added too")
+    segment = write_entry(store, keys_of(images, options), "fc6", rows=2, only=("7.jpg", "8.jpg"))
+    (images / "0.jpg").write_bytes(b"changed")
+    (images / "9.jpg").write_bytes(b"added later")
+    found = stored_layers(query(images, options), roster(), None)
+    assert [s.location for s in found] == [str(first.location), str(segment.location)]
+    assert len({s.group for s in found}) == 1 and found[0].group
+    whole, part = found
+    assert whole.rows == 3 and whole.dropped is not None and whole.dropped.paths == ("0.jpg",)
+    assert part.rows == 2 and part.dropped is None
+    for stored in found:
+        assert stored.missing is not None and stored.missing.paths == ("0.jpg", "9.jpg")
+    # A whole entry written for the directory as it is now supersedes both.
+    latest = write_entry(store, keys_of(images, options), "fc6", rows=6)
+    removed = store.supersede(latest)
+    assert sorted(e.location for e in removed) == sorted([segment.location, first.location])
+    assert [e.location for e in store.entries()] == [latest.location]
 
 
 def test_content_matching_sees_an_image_rewritten_with_its_old_size_and_time(

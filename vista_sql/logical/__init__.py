@@ -9,7 +9,8 @@ The pipeline, and the public functions of each step:
 - ``rules``: the rewrites, one per module (``fuse_pooling``, ``reuse_layers``, ``stage_layers``,
   ``place_join``, ``persist_shared``, ``use_stored_layers``), each ``rule(plan, RuleContext) ->
   plan``; ``use_stored_layers`` reads layers kept in the feature store (``stored.StoredLayer``,
-  found by ``vista_sql.physical.store``) as ``StoredScan`` sources.
+  found by ``vista_sql.physical.store``) as ``StoredScan`` sources, beside an inference of the
+  images an entry lacks (a ``UnionAll``) when the directory changed since it was written.
 - ``driver.alternatives(query, catalog=None, stored=()) -> list[Alternative]``: every distinct
   rewritten plan, one per setting of the three knobs (``inference`` lazy/eager/staged, ``placement``
   before_join/after_join, ``persist`` True/False), deduplicated, in a fixed order. Each
@@ -26,6 +27,8 @@ The pipeline, and the public functions of each step:
 
 Helpers: ``columns`` (what each node provides; well-formedness), ``dag`` (sharing by identity),
 ``models`` (the downstream-model registry: each TRAIN model's MLlib estimator, parameters and
-cost terms, one module per family), ``options`` (WITH options), ``values`` (checking values).
+cost terms, one module per family), ``options`` (WITH options), ``values`` (checking values),
+``search`` (the schedule of ``WITH (search = 'halving')``: successive halving over (layer,
+parameters) candidates).
 Nothing here imports Spark or TensorFlow.
 """

@@ -48,9 +48,13 @@ class StoredLayer:
     """Images of the directory the entry lacks: added or changed since it was written (None:
     none). A statement reads the entry for the rest and infers these."""
 
+    group: str = ""
+    """Entries of one group hold one layer in one form together, each image in one of them (an
+    entry, and segments for images added since); empty: the entry alone."""
+
     @property
     def complete(self) -> bool:
-        """Whether the entry holds every image of the statement, each unchanged."""
+        """Whether the entry alone holds every image of the statement, each unchanged."""
         return self.dropped is None and self.missing is None
 
 

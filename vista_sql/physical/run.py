@@ -442,6 +442,7 @@ def store_writer(
         pooling=query.options.conv_pooling,
         every_image_joined=prepared.unmatched["images"] == 0,
         struct_size=len(prepared.features),
+        stored=planning.stored,
     )
 
 

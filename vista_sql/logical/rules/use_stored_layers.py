@@ -9,6 +9,7 @@ is the cost model's call: the driver offers the plans with and without this rule
 An entry written before the image directory changed still holds the images that did not change:
 the rule reads those rows and infers only the images the entry lacks (added or changed since),
 the two parts side by side in a ``UnionAll``; rows of images removed or changed are never read.
+A layer held by several entries (one, and segments written for images added since) reads each.
 """
 
 from __future__ import annotations
@@ -103,37 +104,45 @@ def _from_store(
     def scan(layer: str, form: OutputForm) -> Plan | None:
         info = cnn.layer(layer)
         assert info is not None
-        entry = next((s for s in usable if form in provides(info, s, infer.pooling)), None)
-        if entry is None:
+        first = next((s for s in usable if form in provides(info, s, infer.pooling)), None)
+        if first is None:
             return None
+        # the entries that hold the layer together with the first (one each, unless segments)
+        group = [s for s in usable if s.group == first.group] if first.group else [first]
+        if any(form not in provides(info, s, infer.pooling) for s in group):
+            group = [first]
         key = (layer, form)
         if key not in scans:
-            read = StoredScan(
-                source=images.source,
-                alias=images.alias,
-                cnn=cnn.name,
-                weights=infer.weights,
-                layer=layer,
-                form=form,
-                pooling=infer.pooling,
-                location=entry.location,
-                rows=entry.rows,
-                file_bytes=entry.file_bytes,
-                origin=images.origin,
-                dropped=entry.dropped,
-            )
-            scans[key] = read
-            if entry.missing is not None:
-                # the images the entry lacks, inferred to the same layer and form
-                missing = replace(images, files=entry.missing)
-                assert isinstance(infer.child, Decode)
-                inferred = replace(
-                    infer,
-                    child=replace(infer.child, child=missing),
-                    start=None,
-                    outputs=(LayerOut(layer, form),),
+            parts: list[Plan] = [
+                StoredScan(
+                    source=images.source,
+                    alias=images.alias,
+                    cnn=cnn.name,
+                    weights=infer.weights,
+                    layer=layer,
+                    form=form,
+                    pooling=infer.pooling,
+                    location=entry.location,
+                    rows=entry.rows,
+                    file_bytes=entry.file_bytes,
+                    origin=images.origin,
+                    dropped=entry.dropped,
                 )
-                scans[key] = UnionAll((read, inferred))
+                for entry in group
+            ]
+            if first.missing is not None:
+                # the images no entry holds, inferred to the same layer and form
+                assert isinstance(infer.child, Decode)
+                missing = replace(images, files=first.missing)
+                parts.append(
+                    replace(
+                        infer,
+                        child=replace(infer.child, child=missing),
+                        start=None,
+                        outputs=(LayerOut(layer, form),),
+                    )
+                )
+            scans[key] = parts[0] if len(parts) == 1 else UnionAll(tuple(parts))
         return scans[key]
 
     features = scan(target, "features")

@@ -31,8 +31,10 @@ def stored_layers(
 
     An entry written before images were added, removed or changed is found too, with the
     images it lacks (``missing``: to infer) and those whose rows must not be read (``dropped``);
-    one that holds none of the images as they are now is not. Of several entries of one key (one
-    per key type), those holding the most current images come first."""
+    one that holds none of the images as they are now is not. A layer may be held by several
+    entries of one key (a whole one, and segments holding images added since: see
+    ``spark_io.StoreWriter``): each image is read from one of them (``group``), those holding
+    the most images first, and ``missing`` is what none holds."""
     settings = store_settings(query.options, remote_executors)
     if not settings.enabled:
         return ()
@@ -48,38 +50,58 @@ def stored_layers(
         if layer.resume_keras is not None:
             forms.append("resume")
         for form in forms:
-            usable: list[tuple[int, StoredLayer]] = []
+            by_type: dict[str, list[Entry]] = {}
             for entry in store.find(keys.key(layer, form, pooling)):
-                usable.append(_against(entry, keys, query.weights, pooling))
-            usable.sort(key=lambda item: -item[0])
-            found.extend(stored for kept, stored in usable if kept)
+                by_type.setdefault(entry.key_type, []).append(entry)
+            groups = [_group(entries, keys, query.weights, pooling) for entries in by_type.values()]
+            groups.sort(key=lambda group: -sum(stored.rows for stored in group))
+            for group in groups:
+                found.extend(group)
     return tuple(found)
 
 
-def _against(
-    entry: Entry, keys: StatementKeys, weights: WeightsSpec, pooling: str
-) -> tuple[int, StoredLayer]:
-    """How many of the statement's images ``entry`` holds unchanged, and the entry as a
-    ``StoredLayer`` with what it lacks (``missing``) and what it must not read (``dropped``).
+def _group(
+    entries: list[Entry], keys: StatementKeys, weights: WeightsSpec, pooling: str
+) -> list[StoredLayer]:
+    """The entries of one key and key type as ``StoredLayer``s that together give each image
+    of the statement at most once: each image from the entry holding the most images unchanged
+    that holds it, the rest of every entry's rows ``dropped``; ``missing`` the images none holds.
 
     An entry whose list of images cannot be read counts as holding them all: the digest check
     before the run (``FeatureStore.checked``) removes it."""
-    layer = entry.stored_layer(weights, pooling)
-    held = entry.files()
     current = keys.files
-    if held is None:
-        return len(current), layer
-    kept = sum(1 for path, identity in current.items() if held.get(path) == identity)
-    missing = [path for path, identity in current.items() if held.get(path) != identity]
-    dropped = [path for path, identity in held.items() if current.get(path) != identity]
-    if not missing and not dropped:
-        return kept, layer
-    return kept, replace(
-        layer,
-        rows=max(0, layer.rows - len(dropped)),
-        dropped=ImageFiles.of(dropped) if dropped else None,
-        missing=ImageFiles.of(missing) if missing else None,
-    )
+    held = {entry.location: entry.files() for entry in entries}
+    if any(files is None for files in held.values()):
+        bad = next(entry for entry in entries if held[entry.location] is None)
+        return [bad.stored_layer(weights, pooling)]
+
+    def unchanged(entry: Entry) -> set[str]:
+        files = held[entry.location] or {}
+        return {path for path, identity in files.items() if current.get(path) == identity}
+
+    assigned: set[str] = set()
+    parts: list[tuple[Entry, set[str]]] = []
+    for entry in sorted(entries, key=lambda e: (-len(unchanged(e)), e.name)):
+        mine = unchanged(entry) - assigned
+        if mine:
+            parts.append((entry, mine))
+            assigned |= mine
+    missing = sorted(set(current) - assigned)
+    group = parts[0][0].key if parts else ""
+    result = []
+    for entry, mine in parts:
+        layer = entry.stored_layer(weights, pooling)
+        dropped = sorted(set(held[entry.location] or {}) - mine)
+        result.append(
+            replace(
+                layer,
+                rows=max(0, layer.rows - len(dropped)),
+                dropped=ImageFiles.of(dropped) if dropped else None,
+                missing=ImageFiles.of(missing) if missing else None,
+                group=f"{group}.{entry.key_type}",
+            )
+        )
+    return result
 
 
 def format_entries(store: FeatureStore) -> str:

@@ -21,13 +21,14 @@ import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from vista_sql.catalog import CnnInfo
 from vista_sql.cost_model.constants import STORE_ROW_GROUP_BYTES
 from vista_sql.errors import DataError
 from vista_sql.logical.plan import (
     Assemble,
+    ImageFiles,
     ImageScan,
     Infer,
     Join,
@@ -35,11 +36,13 @@ from vista_sql.logical.plan import (
     Persist,
     Plan,
     StoredScan,
+    TableScan,
     UnionAll,
 )
+from vista_sql.logical.stored import StoredLayer
 from vista_sql.physical.sources import KEY
 from vista_sql.physical.store.entries import Entry, FeatureStore, read_entry
-from vista_sql.physical.store.keys import StatementKeys, key_pooling
+from vista_sql.physical.store.keys import StatementKeys, key_pooling, listing_digest
 from vista_sql.udfs.columns import ERROR_COLUMN, output_column
 
 if TYPE_CHECKING:
@@ -89,14 +92,24 @@ class StoreWriter:
     pooling: str
     every_image_joined: bool
     struct_size: int
+    stored: tuple[StoredLayer, ...] = ()
+    """The entries the statement's plan was chosen with (how many hold each layer)."""
     written: list[Entry] = field(default_factory=list)
     seconds: float = 0.0
     """Wall time spent writing (the overhead the store adds to a statement)."""
     failures: list[str] = field(default_factory=list)
     _done: set[str] = field(default_factory=set)
+    _segments: set[str] = field(default_factory=set)
+    """Keys a segment was written for in this statement."""
 
     def __call__(self, node: Plan, frame: DataFrame) -> None:
-        if not self._holds_every_image(node):
+        held = images_held(node)
+        below_join = not any(isinstance(n, Join) for n in node.walk())
+        if held is None or not (below_join or self.every_image_joined):
+            return
+        files = None if held == "all" else held
+        assert files is None or isinstance(files, ImageFiles)
+        if files is not None and not isinstance(node, Persist):
             return
         started = time.perf_counter()
         try:
@@ -104,21 +117,20 @@ class StoreWriter:
                 for out in _inferred_outputs(node):
                     column = output_column(out)
                     if column in frame.columns:
-                        self._store(out, frame, _column(column))
+                        self._store(out, frame, _column(column), files)
             elif isinstance(node, Assemble):
-                self._store(LayerOut(node.layer, "features"), frame, self._sliced(node.layer))
+                out = LayerOut(node.layer, "features")
+                self._store(out, frame, self._sliced(node.layer), None)
         finally:
             self.seconds += time.perf_counter() - started
 
     def finish(self) -> None:
-        """After the statement: remove the entries the ones it wrote supersede (the same layers
-        for the images as they were before; the statement may have read them until now)."""
+        """After the statement: remove the entries the whole ones it wrote supersede (the same
+        layers for the images as they were before, segments included; the statement may have
+        read them until now)."""
         for entry in self.written:
-            self.store.supersede(entry)
-
-    def _holds_every_image(self, node: Plan) -> bool:
-        below_join = not any(isinstance(n, Join) for n in node.walk())
-        return (below_join or self.every_image_joined) and covers_every_image(node)
+            if not entry.meta.get("segment"):
+                self.store.supersede(entry)
 
     def _sliced(self, layer: str) -> Any:
         """The CNN part of the assembled FEATURES vector, as array<float>."""
@@ -134,20 +146,31 @@ class StoreWriter:
         # vector_to_array fails on null: a bad image's row (null FEATURES) stays null
         return F.when(F.col(FEATURES).isNotNull(), F.slice(vector, self.struct_size + 1, size))
 
-    def _store(self, out: LayerOut, frame: DataFrame, values: Any) -> None:
+    def _store(
+        self, out: LayerOut, frame: DataFrame, values: Any, segment: ImageFiles | None
+    ) -> None:
+        """Store one layer in one form: for every image (``segment`` None), or as a segment
+        holding only the images ``segment`` names, beside the entries holding the others. A
+        layer gets a whole entry again once it is held by ``MAX_SEGMENTS`` entries or more."""
         from pyspark.sql import functions as F
 
         info = self.cnn.layer(out.layer)
         assert info is not None
         key = self.keys.key(info, out.form, self.pooling)
         key_type = frame.schema[KEY].dataType.simpleString()
+        if segment is None and key in self._segments and self._holders(key) < MAX_SEGMENTS:
+            return  # the segment just written completes it
         if key in self._done:
             return
         self._done.add(key)
+        files = (
+            dict(self.keys.files)
+            if segment is None
+            else {path: self.keys.files[path] for path in segment.paths if path in self.keys.files}
+        )
+        listing = listing_digest(files)
         existing = [
-            e
-            for e in self.store.find(key)
-            if e.key_type == key_type and e.listing == self.keys.fingerprint
+            e for e in self.store.find(key) if e.key_type == key_type and e.listing == listing
         ]
         if existing:
             existing[0].touch()
@@ -180,8 +203,9 @@ class StoreWriter:
                     "pooling": key_pooling(info, out.form, self.pooling),
                     "rows": rows,
                     "errors": errors,
+                    "segment": segment is not None,
                 },
-                self.keys.files,
+                files,
             )
         except Exception as failure:  # Spark, Arrow and OS errors alike: the statement goes on
             self.store.abandon(staging)
@@ -191,24 +215,40 @@ class StoreWriter:
             return
         if entry is not None:
             self.written.append(entry)
+            if segment is not None:
+                self._segments.add(key)
             self.store.evict()
 
+    def _holders(self, key: str) -> int:
+        """How many entries the plan read ``key``'s layer from, the segment written now included."""
+        return 1 + sum(1 for s in self.stored if Path(s.location).name.startswith(f"{key}."))
 
-def covers_every_image(node: Plan) -> bool:
-    """Whether ``node``'s rows stand for every image of the directory as the statement found it
-    (then they can be stored as its entry): not a part of them, as the inference of the images a
-    stored layer lacks, or the stored rows less those removed or changed. A union of the two
-    parts covers them all; a join covers what its image side covers."""
+
+MAX_SEGMENTS = 4
+"""Entries that may hold one layer together (a whole one and segments of images added since)
+before a statement stores the layer whole again."""
+
+
+def images_held(node: Plan) -> ImageFiles | Literal["all"] | None:
+    """Which images of the directory (as the statement found them) ``node``'s rows stand for:
+    ``"all"``; only some files (an inference of the images stored layers lack: stored as a
+    segment); or None when that is not known (two parts of different images). A union of the
+    stored and inferred parts holds them all, as a stored scan outside one does (the plan reads
+    an entry alone only when it holds every image); a join holds what its image side holds."""
     match node:
         case ImageScan(files=files):
-            return files is None
-        case StoredScan(dropped=dropped):
-            return dropped is None
-        case UnionAll():
-            return True
+            return "all" if files is None else files
+        case StoredScan() | TableScan() | UnionAll():
+            return "all"
         case Join(left=left):
-            return covers_every_image(left)
-    return all(covers_every_image(child) for child in node.children)
+            return images_held(left)
+    held = [images_held(child) for child in node.children]
+    if not held or any(h is None for h in held):
+        return None
+    parts = {h for h in held if h != "all"}
+    if not parts:
+        return "all"
+    return parts.pop() if len(parts) == 1 else None
 
 
 def _column(name: str) -> Any:
