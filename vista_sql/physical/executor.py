@@ -174,16 +174,9 @@ def run_workload(
                 validate=trainer.validate,
                 seed=trainer.seed,
             )
-            run = LayerRun(
-                layer=layer,
-                n_features=feature_sizes[layer],
-                trained=trained,
-                inference_seconds=inference_seconds,
-                rows=trained.train_rows + trained.validation_rows,
-            )
-            outcome.layers.append(run)
+            _layer_done(outcome, layer, feature_sizes[layer], trained, inference_seconds)
             if on_layer is not None:
-                on_layer(run, good)
+                on_layer(outcome.layers[-1], good)
             table.unpersist()
             _release(remaining, materialised, lowering)
             progress.layer_done()
@@ -234,19 +227,27 @@ def _search(
     for layer, (table, good, inference_seconds) in searched.items():
         best = result.of_layer(layer)
         trained = replace(best.trained, train_seconds=result.layer_seconds(layer))
-        run = LayerRun(
+        _layer_done(outcome, layer, feature_sizes[layer], trained, inference_seconds)
+        if on_layer is not None:
+            on_layer(outcome.layers[-1], good)
+        table.unpersist()
+        progress.layer_done()
+    return result
+
+
+def _layer_done(
+    outcome: RunOutcome, layer: str, n_features: int, trained: Trained, inference_seconds: float
+) -> None:
+    """Record one layer's run in ``outcome``."""
+    outcome.layers.append(
+        LayerRun(
             layer=layer,
-            n_features=feature_sizes[layer],
+            n_features=n_features,
             trained=trained,
             inference_seconds=inference_seconds,
             rows=trained.train_rows + trained.validation_rows,
         )
-        outcome.layers.append(run)
-        if on_layer is not None:
-            on_layer(run, good)
-        table.unpersist()
-        progress.layer_done()
-    return result
+    )
 
 
 def _bad_images(table: DataFrame, query: TransferQuery, skipped: dict[Any, str]) -> DataFrame:
