@@ -183,28 +183,35 @@ def plot(result: dict[str, Any], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     figure, axes = plt.subplots(figsize=(7, 3.8))
-    totals = [result["seconds"][run] for run in RUNS]
-    inference = [result["inference seconds"][run] for run in RUNS]
-    training = [result["train seconds"][run] for run in RUNS]
-    rest = [max(0.0, t - i - r) for t, i, r in zip(totals, inference, training, strict=True)]
-    axes.bar(
-        RUNS, inference, label="inference or stored reads (+ writing the store)", color="#4c72b0"
+    stacked_seconds(
+        axes, list(RUNS), result, RUNS, "inference or stored reads (+ writing the store)"
     )
-    axes.bar(RUNS, training, bottom=inference, label="training", color="#dd8452")
-    bottom = [i + r for i, r in zip(inference, training, strict=True)]
-    axes.bar(RUNS, rest, bottom=bottom, label="other (source checks, jobs)", color="#bbbbbb")
-    for index, total in enumerate(totals):
-        axes.annotate(
-            f"{total:.1f} s", (index, total), xytext=(0, 3), textcoords="offset points", ha="center"
-        )
-    axes.set_ylabel("seconds")
-    axes.set_ylim(0, max(totals) * 1.15)
     axes.set_title(
         f"Feature store: {result['cnn']} {', '.join(result['layers'])}, {result['rows']} images"
     )
     axes.legend(fontsize="small")
     figure.tight_layout()
     figure.savefig(path, dpi=120)
+
+
+def stacked_seconds(
+    axes: Any, labels: list[str], result: dict[str, Any], runs: tuple[str, ...], inference: str
+) -> None:
+    """Each run's seconds as a bar: inference (labelled ``inference``), training, the rest."""
+    totals = [result["seconds"][run] for run in runs]
+    inferring = [result["inference seconds"][run] for run in runs]
+    training = [result["train seconds"][run] for run in runs]
+    rest = [max(0.0, t - i - r) for t, i, r in zip(totals, inferring, training, strict=True)]
+    axes.bar(labels, inferring, label=inference, color="#4c72b0")
+    axes.bar(labels, training, bottom=inferring, label="training", color="#dd8452")
+    bottom = [i + r for i, r in zip(inferring, training, strict=True)]
+    axes.bar(labels, rest, bottom=bottom, label="other (source checks, jobs)", color="#bbbbbb")
+    for index, total in enumerate(totals):
+        axes.annotate(
+            f"{total:.1f} s", (index, total), xytext=(0, 3), textcoords="offset points", ha="center"
+        )
+    axes.set_ylabel("seconds")
+    axes.set_ylim(0, max(totals) * 1.15)
 
 
 def main() -> None:

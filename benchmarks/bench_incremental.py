@@ -37,7 +37,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "benchmarks"))
 sys.path.insert(0, str(REPO))
 
-from bench_feature_store import _stage, start_spark, timed_run  # noqa: E402
+from bench_feature_store import _stage, stacked_seconds, start_spark, timed_run  # noqa: E402
 from bench_scale import cpu_flags  # noqa: E402
 
 from vista_sql.datasets.foods import make_foods  # noqa: E402
@@ -148,20 +148,7 @@ def plot(result: dict[str, Any], path: Path) -> None:
         f"{run}\n{result['rows'] + (0 if run == 'stored' else result['added'])} images"
         for run in RUNS
     ]
-    totals = [result["seconds"][run] for run in RUNS]
-    inference = [result["inference seconds"][run] for run in RUNS]
-    training = [result["train seconds"][run] for run in RUNS]
-    rest = [max(0.0, t - i - r) for t, i, r in zip(totals, inference, training, strict=True)]
-    axes.bar(labels, inference, label="inference and stored reads", color="#4c72b0")
-    axes.bar(labels, training, bottom=inference, label="training", color="#dd8452")
-    bottom = [i + r for i, r in zip(inference, training, strict=True)]
-    axes.bar(labels, rest, bottom=bottom, label="other (source checks, jobs)", color="#bbbbbb")
-    for index, total in enumerate(totals):
-        axes.annotate(
-            f"{total:.1f} s", (index, total), xytext=(0, 3), textcoords="offset points", ha="center"
-        )
-    axes.set_ylabel("seconds")
-    axes.set_ylim(0, max(totals) * 1.15)
+    stacked_seconds(axes, labels, result, RUNS, "inference and stored reads")
     axes.set_title(
         f"Growing image set: {result['cnn']} {', '.join(result['layers'])},"
         f" +{result['added']} images"
