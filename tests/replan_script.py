@@ -71,6 +71,7 @@ def main() -> None:
     parser.add_argument("--cnn-dir", required=True, help="where the CNN is registered")
     parser.add_argument("--store", required=True, help="the feature store's directory")
     parser.add_argument("--forced", type=float, default=1.0)
+    parser.add_argument("--master", default=None, help="vista_sql's own session's master")
     parser.add_argument("--register", action="store_true", help="register the CNN and exit")
     args = parser.parse_args()
 
@@ -107,7 +108,7 @@ def main() -> None:
     sql = statement(args.images, args.table, f"cache = true, cache_dir = '{args.store}'")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        result = vista_sql.execute(sql, progress=False)
+        result = vista_sql.execute(sql, progress=False, master=args.master)
     from reliability_support import metric_rows
 
     metrics = metric_rows(result)

@@ -90,6 +90,33 @@ def test_advice_compares_with_the_users_session_through_its_conf(
         has = rest.rsplit("(session has ", 1)[1].removesuffix(")")
         assert has == (spark.conf.get(key, None) or "unset"), line
     assert any("(session has unset)" not in line for line in result.advice)
+    # runtime SQL settings were the plan's for the statement (statement_settings), not advice,
+    # and the session has its own again
+    assert not [line for line in result.advice if line.startswith("spark.sql.")]
+    assert spark.conf.get("spark.sql.shuffle.partitions") == "4"  # the tests' session's
+
+
+def test_statement_settings_apply_runtime_sql_settings_and_restore_them(spark: Any) -> None:
+    from vista_sql.physical.session import statement_settings
+
+    unset = "spark.sql.files.maxRecordsPerFile"
+    assert spark.conf.get(unset, None) is None
+    wanted = {
+        "spark.sql.shuffle.partitions": "3",
+        unset: "7",
+        "spark.sql.execution.arrow.pyspark.enabled": "true",  # as the session has it already
+        "spark.executor.memory": "3g",  # not a runtime setting: left to advice
+    }
+    with statement_settings(spark, wanted) as applied:
+        assert applied == {"spark.sql.shuffle.partitions", unset}
+        assert spark.conf.get("spark.sql.shuffle.partitions") == "3"
+        assert spark.conf.get(unset) == "7"
+        assert spark.range(10).repartition("id").rdd.getNumPartitions() <= 3
+    assert spark.conf.get("spark.sql.shuffle.partitions") == "4"
+    assert spark.conf.get(unset, None) is None
+    with pytest.raises(RuntimeError), statement_settings(spark, wanted):
+        raise RuntimeError("a failed statement restores them too")
+    assert spark.conf.get("spark.sql.shuffle.partitions") == "4"
 
 
 def test_plot_is_a_figure_and_leaves_the_backend_alone(

@@ -10,7 +10,8 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from vista_sql.physical.evaluate import metrics, spark_metrics
+from vista_sql.physical import evaluate
+from vista_sql.physical.evaluate import metrics, scored_metrics, spark_metrics
 
 
 def pairwise_auc(labels: np.ndarray, scores: np.ndarray) -> float:
@@ -73,6 +74,23 @@ def test_spark_metrics_equal_the_numpy_ones(spark: Any) -> None:
         local_multi["label"].to_numpy(), local_multi["prediction"].to_numpy(), arrays[2], 3
     )
     assert got == want and "auc" not in got
+    frame.unpersist()
+
+
+def test_scored_metrics_counts_small_sets_on_the_driver_and_large_ones_in_spark(
+    spark: Any, monkeypatch: Any
+) -> None:
+    """Both ways give the same numbers; over ``DRIVER_ROWS`` rows none come to the driver."""
+    frame = _synthetic(spark, 3000).cache()
+    multi = frame.select((_three_classes(frame)).alias("label"), "prediction", "score")
+    for scored, classes in ((frame, 2), (multi, 3)):
+        on_driver = scored_metrics(scored, "label", "prediction", "score", classes, 3000)
+        assert on_driver == spark_metrics(scored, "label", "prediction", "score", classes)
+    brought: list[int] = []
+    monkeypatch.setattr(evaluate, "DRIVER_ROWS", 2999)
+    monkeypatch.setattr(type(frame), "toArrow", lambda self: brought.append(1))
+    in_spark = scored_metrics(frame, "label", "prediction", "score", 2, 3000)
+    assert not brought and in_spark == spark_metrics(frame, "label", "prediction", "score", 2)
     frame.unpersist()
 
 

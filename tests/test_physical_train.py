@@ -11,7 +11,14 @@ from vista_sql.errors import DataError
 from vista_sql.logical.plan import ModelSpec
 from vista_sql.physical.evaluate import metrics
 from vista_sql.physical.sources import KEY
-from vista_sql.physical.train import FEATURES, LABEL, split_bucket, train
+from vista_sql.physical.train import (
+    FEATURES,
+    LABEL,
+    sample_bucket,
+    split_bucket,
+    split_counts,
+    train,
+)
 
 pytestmark = [pytest.mark.spark]
 
@@ -101,6 +108,23 @@ def test_the_split_depends_on_key_and_seed_not_on_partitioning(table: Any) -> No
 def test_a_split_with_nothing_to_validate_is_refused(spark: Any, table: Any) -> None:
     with pytest.raises(DataError, match="no rows to validate"):
         train(table.limit(2), ModelSpec("logreg"), n_features=5, n_classes=2, validate=0.01, seed=3)
+
+
+def test_split_counts_count_each_side_and_each_sample_in_one_pass(table: Any) -> None:
+    counts = split_counts(table, 0.3, 7, (0.25, 0.5))
+    training = table.filter(split_bucket(7) >= 0.3)
+    assert counts.validation_rows == table.filter(split_bucket(7) < 0.3).count()
+    assert counts.train_rows == training.count()
+    for fraction in (0.25, 0.5):
+        assert counts.samples[fraction] == training.filter(sample_bucket(7) < fraction).count()
+    assert 0 < counts.samples[0.25] < counts.samples[0.5] < counts.train_rows
+    # a fit given the counts reports the sample's size without counting again
+    spec = ModelSpec("logreg", (("max_iter", 5),))
+    fit = train(
+        table, spec, n_features=5, n_classes=2, validate=0.3, seed=7, sample=0.25, counts=counts
+    )
+    assert fit.train_rows == counts.samples[0.25]
+    assert fit.validation_rows == counts.validation_rows
 
 
 def test_metrics_by_hand() -> None:

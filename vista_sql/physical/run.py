@@ -87,6 +87,7 @@ from vista_sql.physical.session import (
     is_connect,
     is_local,
     owned_session,
+    statement_settings,
     submitted_conf,
 )
 from vista_sql.physical.sources import KEY, read_images, read_table, resolve
@@ -566,21 +567,22 @@ class Attempt:
         assert cnn is not None
         writer = store_writer(planning, query, cnn, prepared)
         try:
-            result, outcome = run_plan(
-                chosen.plan,
-                query,
-                catalog,
-                prepared,
-                LoweringSettings(
-                    partitions=chosen.choice.partitions,
-                    batch_size=chosen.choice.batch_size,
-                    threads=chosen.choice.tf_threads,
-                ),
-                progress=self.progress,
-                into=into,
-                on_materialised=writer,
-                replanned=replanned,
-            )
+            with statement_settings(session, spark_conf) as applied:
+                result, outcome = run_plan(
+                    chosen.plan,
+                    query,
+                    catalog,
+                    prepared,
+                    LoweringSettings(
+                        partitions=chosen.choice.partitions,
+                        batch_size=chosen.choice.batch_size,
+                        threads=chosen.choice.tf_threads,
+                    ),
+                    progress=self.progress,
+                    into=into,
+                    on_materialised=writer,
+                    replanned=replanned,
+                )
         except MemoryExhausted as failed:
             failed.first_plan = f"{chosen.alternative} ({chosen.choice.describe()})"
             failed.estimated_peak = chosen.peak.value
@@ -609,7 +611,8 @@ class Attempt:
                 keys=planning.keys,
             )
         )
-        result.advice = notes
+        # the runtime SQL settings were set for the statement: no advice to set them
+        result.advice = [note for note in notes if note.split("=", 1)[0] not in applied]
         result.spark_conf = dict(sorted(spark_conf.items()))
         result.plan_choice = {"alternative": chosen.alternative, **asdict(chosen.choice)}
         on_cluster = not is_connect(session) and not is_local(

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from vista_sql.logical.plan import ModelSpec, Value
 from vista_sql.logical.search import Candidate, candidates, halving_rounds
-from vista_sql.physical.train import Trained, train
+from vista_sql.physical.train import Trained, split_counts, train
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame
@@ -115,6 +115,11 @@ def halving_search(
     lock = threading.Lock()
     alive = list(found)
     rounds = halving_rounds(len(found), train_rows)
+    fractions = tuple(r.fraction for r in rounds if r.fraction < 1.0)
+    # each layer's split and samples counted once (one job), not once a fit
+    counts = {
+        layer: split_counts(table, validate, seed, fractions) for layer, table in tables.items()
+    }
 
     def fit(candidate: Candidate, number: int, sample: float) -> CandidateFit:
         trained = train(
@@ -125,6 +130,7 @@ def halving_search(
             validate=validate,
             seed=seed,
             sample=sample,
+            counts=counts[candidate.layer],
         )
         params: dict[str, Value] = {**dict(model.params), **dict(candidate.params)}
         done = CandidateFit(candidate, number, replace(trained, best_params=params))

@@ -28,6 +28,7 @@ import os
 import re
 import sys
 from collections.abc import Mapping
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -234,6 +235,40 @@ def _set_runtime(session: SparkSession, key: str, value: str) -> None:
         session.conf.set(key, value)
     except Exception:  # Spark refuses to modify non-SQL settings at runtime: they keep their value
         log.debug("setting %s cannot change on a running session", key)
+
+
+RUNTIME_SQL = "spark.sql."
+"""Settings Spark lets a running session change (its runtime SQL settings)."""
+
+
+@contextmanager
+def statement_settings(session: SparkSession, conf: Mapping[str, str]) -> Any:
+    """The runtime SQL settings of ``conf`` (the plan's, the user's over them) on ``session``
+    while vista_sql runs a statement on it, each restored after (or unset again). Yields the
+    keys changed.
+
+    A user's session (a notebook's, a Connect server's) keeps its own settings, and the plan was
+    costed with its own: Spark's default 200 shuffle partitions made a join of stored features
+    with the structured table run 200 tasks and shuffle the features once more to return to the
+    plan's partitions (2-3 s a layer for 330 rows), the default 4 MB open cost read 2,200 small
+    images in 69 tasks, and the default Arrow batch of 10,000 rows would feed the CNN far more
+    images at once than the memory model allows. Settings Spark cannot change on a running
+    session stay advice (``advice``)."""
+    changed: dict[str, str | None] = {}
+    for key, value in conf.items():
+        if key.startswith(RUNTIME_SQL):
+            before = _setting(session, key)
+            if before != value:
+                changed[key] = before
+                _set_runtime(session, key, value)
+    try:
+        yield frozenset(changed)
+    finally:
+        for key, before in changed.items():
+            if before is None:
+                session.conf.unset(key)
+            else:
+                _set_runtime(session, key, before)
 
 
 def _alive(session: SparkSession) -> bool:

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from vista_sql.errors import DataError
 from vista_sql.logical import models
 from vista_sql.logical.plan import ModelSpec, Value
-from vista_sql.physical.evaluate import spark_metrics
+from vista_sql.physical.evaluate import scored_metrics
 from vista_sql.physical.sources import KEY
 
 if TYPE_CHECKING:
@@ -95,11 +95,14 @@ def train(
     validate: float,
     seed: int,
     sample: float = 1.0,
+    counts: SplitCounts | None = None,
 ) -> Trained:
     """Fit ``spec`` on the training rows of ``table`` (KEY, LABEL, FEATURES); score the rest.
 
     ``sample`` < 1 fits on that share of the training rows (``sample_bucket``), scored on every
-    held-out row as a full fit is; ``train_rows`` is then the sample's size."""
+    held-out row as a full fit is; ``train_rows`` is then the sample's size. ``counts``: the
+    table's ``split_counts`` (with ``sample`` among its fractions) where the caller has them,
+    so that many fits on one table count its rows once."""
     from pyspark.ml.functions import vector_to_array
     from pyspark.ml.tuning import CrossValidator, ParamGridBuilder
     from pyspark.sql import functions as F
@@ -107,10 +110,12 @@ def train(
     bucket = split_bucket(seed)
     training = table.filter(bucket >= validate)
     validation = table.filter(bucket < validate)
-    train_rows, validation_rows = _check_split(table, bucket < validate, validate)
+    if counts is None or (sample < 1.0 and sample not in counts.samples):
+        counts = split_counts(table, validate, seed, (sample,) if sample < 1.0 else ())
+    train_rows, validation_rows = counts.train_rows, counts.validation_rows
     if sample < 1.0:
         training = training.filter(sample_bucket(seed) < sample)
-        train_rows = training.count()
+        train_rows = counts.samples[sample]
     entry = models.model(spec.name)
     base = estimator(spec, n_features, n_classes, seed)
     started = time.perf_counter()
@@ -150,7 +155,7 @@ def train(
     )
     return Trained(
         model=model,
-        metrics=spark_metrics(scored, LABEL, "prediction", "_margin", n_classes),
+        metrics=scored_metrics(scored, LABEL, "prediction", "_margin", n_classes, validation_rows),
         train_seconds=seconds,
         evaluate_seconds=time.perf_counter() - started - seconds,
         train_rows=train_rows,
@@ -159,13 +164,30 @@ def train(
     )
 
 
-def _check_split(table: DataFrame, held_out: Column, validate: float) -> tuple[int, int]:
-    """Rows on each side of the split (one job), refusing a split that leaves nothing to learn
-    from or nothing to score."""
-    counts = {
-        (bool(row[0]), row[1]): row[2]
-        for row in table.groupBy(held_out.alias("held_out"), LABEL).count().collect()
-    }
+@dataclass(frozen=True)
+class SplitCounts:
+    """A table's rows on each side of the validation split, and in the training rows' samples."""
+
+    train_rows: int
+    validation_rows: int
+    samples: dict[float, int]
+    """sample fraction -> training rows below it (``sample_bucket``)"""
+
+
+def split_counts(
+    table: DataFrame, validate: float, seed: int, fractions: tuple[float, ...] = ()
+) -> SplitCounts:
+    """Rows on each side of the split and in each sample of the training rows (one job),
+    refusing a split that leaves nothing to learn from or nothing to score."""
+    from pyspark.sql import functions as F
+
+    held_out = split_bucket(seed) < validate
+    coin = sample_bucket(seed)
+    in_sample = [
+        F.sum((coin < fraction).cast("long")).alias(f"s{i}") for i, fraction in enumerate(fractions)
+    ]
+    rows = table.groupBy(held_out.alias("held_out"), LABEL).agg(F.count("*"), *in_sample).collect()
+    counts = {(bool(row[0]), row[1]): row[2] for row in rows}
     train_rows = sum(n for (side, _), n in counts.items() if not side)
     validation_rows = sum(n for (side, _), n in counts.items() if side)
     train_classes = {label for (side, label), _ in counts.items() if not side}
@@ -175,7 +197,11 @@ def _check_split(table: DataFrame, held_out: Column, validate: float) -> tuple[i
             f"VALIDATE {validate} leaves {problem} ({train_rows} training rows, "
             f"{validation_rows} held out): use more rows or another fraction"
         )
-    return train_rows, validation_rows
+    samples = {
+        fraction: sum(int(row[3 + i]) for row in rows if not row[0])
+        for i, fraction in enumerate(fractions)
+    }
+    return SplitCounts(train_rows, validation_rows, samples)
 
 
 def _argbest(values: list[float]) -> int:
