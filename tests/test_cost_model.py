@@ -421,3 +421,15 @@ def test_batches_past_the_calibrated_one_cost_time_and_the_search_finds_the_fast
     assert batch_slowdown(4, slow) == batch_slowdown(8, slow) == 1.0
     assert decide(sql, "resnet50", data, machine, slow).chosen.choice.batch_size == 8
     assert decide(sql, "resnet50", data, machine, flat).chosen.choice.batch_size == 64
+
+
+def test_metrics_are_one_job_up_to_the_rows_the_driver_counts() -> None:
+    """As ``physical.evaluate.scored_metrics`` runs them: one job that brings the held-out
+    scores to the driver, Spark's four jobs beyond ``DRIVER_ROWS`` or when the rows are unknown."""
+    from vista_sql.cost_model.estimate import Estimate
+    from vista_sql.cost_model.runtime import SPARK_EVALUATION_JOBS, evaluation_jobs
+    from vista_sql.physical.evaluate import DRIVER_ROWS
+
+    assert evaluation_jobs(Estimate.exact(DRIVER_ROWS)) == 1
+    assert evaluation_jobs(Estimate.exact(DRIVER_ROWS + 1)) == SPARK_EVALUATION_JOBS == 4
+    assert evaluation_jobs(Estimate.absent()) == SPARK_EVALUATION_JOBS

@@ -60,9 +60,20 @@ STEPS = (
 )
 """The stages EXPLAIN COST breaks a plan's time into, in pipeline order."""
 
-EVALUATION_JOBS = 4
-"""physical/train.py: accuracy, F1 and AUC, one job each over the cached held-out predictions,
-and a count of them."""
+SPARK_EVALUATION_JOBS = 4
+"""physical/evaluate.py's ``spark_metrics``: the confusion counts, the per-score counts, their
+running sum and the total, for more held-out rows than the driver counts itself."""
+
+
+def evaluation_jobs(held_out: Estimate) -> int:
+    """Jobs that compute one fit's metrics (``physical.evaluate.scored_metrics``): one that brings
+    the held-out scores to the driver, up to ``DRIVER_ROWS`` rows, else Spark's four."""
+    from vista_sql.physical.evaluate import DRIVER_ROWS
+
+    rows = held_out.value
+    return 1 if rows is not None and rows <= DRIVER_ROWS else SPARK_EVALUATION_JOBS
+
+
 BRANCH_TABLE_COUNTS = 2
 """The executor counts the branch table when caching it and the training rows after the fit."""
 
@@ -412,7 +423,7 @@ def _halving(
     train_rows = f.rows.value or 0.0
     held_out = f.rows * (f.node.validate / max(1 - f.node.validate, 1e-9))
     score = held_out * (model.values + 1) * (2 / consts.jvm_flops_per_core)
-    scoring = cluster.spread(score) + EVALUATION_JOBS * consts.job_overhead_seconds
+    scoring = cluster.spread(score) + evaluation_jobs(held_out) * consts.job_overhead_seconds
     one_fit = per_fit / max(model.fits, 1) if model.fits > 1 else per_fit
     rounds = halving_rounds(count, train_rows)
     fits = (sum(r.candidates for r in rounds) + 1) / layers
@@ -420,9 +431,11 @@ def _halving(
     passes = model.input_passes - (2 * model.folds if f.node.model.grid else 0)
     reads = fits * passes + BRANCH_TABLE_COUNTS
     seconds = cluster.spread(_branch_table_read(assembled, memory, consts) * reads)
+    # each layer's split and samples are counted once (physical.search), not once a fit
+    seconds = seconds + consts.job_overhead_seconds
     for current in rounds:
         sample = (cluster.spread(prepare) + scaled * model.iterations) * current.fraction
-        jobs = (model.iterations + 2) * consts.job_overhead_seconds
+        jobs = model.iterations * consts.job_overhead_seconds
         seconds = seconds + (sample + jobs + scoring) * (current.candidates / layers)
     winner = one_fit + 2 * consts.job_overhead_seconds
     return seconds + winner * (1 / layers)
@@ -445,4 +458,5 @@ def _evaluate(f: NodeFacts, facts: PlanFacts, memory: MemoryModel, cluster: _Clu
     if model is not None and isinstance(trained.node, Train):
         branch = _branch_table_read(facts.of(trained.node.child), memory, consts)
         read = branch * consts.evaluate_input_passes
-    return cluster.spread(read + score + sort) + EVALUATION_JOBS * consts.job_overhead_seconds
+    jobs = evaluation_jobs(rows) * consts.job_overhead_seconds
+    return cluster.spread(read + score + sort) + jobs
