@@ -229,12 +229,15 @@ def with_task_retries(master: str) -> str:
     return f"local[{match.group(1)},{TASK_ATTEMPTS}]" if match else master
 
 
-def _set_runtime(session: SparkSession, key: str, value: str) -> None:
-    """Set a runtime SQL setting; core settings of a running context are left as they are."""
+def _set_runtime(session: SparkSession, key: str, value: str) -> bool:
+    """Set a runtime SQL setting (whether Spark took it); core settings of a running context
+    are left as they are."""
     try:
         session.conf.set(key, value)
     except Exception:  # Spark refuses to modify non-SQL settings at runtime: they keep their value
         log.debug("setting %s cannot change on a running session", key)
+        return False
+    return True
 
 
 RUNTIME_SQL = "spark.sql."
@@ -258,9 +261,9 @@ def statement_settings(session: SparkSession, conf: Mapping[str, str]) -> Any:
     for key, value in conf.items():
         if key.startswith(RUNTIME_SQL):
             before = _setting(session, key)
-            if before != value:
+            # a setting Spark refused stays advice and is not restored
+            if before != value and _set_runtime(session, key, value):
                 changed[key] = before
-                _set_runtime(session, key, value)
     try:
         yield frozenset(changed)
     finally:
