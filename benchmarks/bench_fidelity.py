@@ -1,0 +1,628 @@
+"""Optimizer fidelity: every plan of a grid of workloads measured beside the cost model's estimates.
+
+    python benchmarks/bench_fidelity.py run [--cnns alexnet,vgg16,resnet50] [--sizes small,large]
+        [--budgets none,3] [--calibration FILE] [--data DIR] [--timeout 900]
+    python benchmarks/bench_fidelity.py report
+
+The grid: each CNN's paper layers (AlexNet conv5..fc8, VGG16 fc6..fc8, ResNet50's top 5; logistic
+regression, the feature store off) on a Foods-like dataset of two sizes (``SIZES``), each under two
+memory budgets: the whole machine, and a cgroup v1 limit (3 GiB by default) tight enough that
+plans made without it in mind are killed. On each workload (CNN x size x budget):
+
+- **every alternative** the optimizer compares (lazy / eager / staged x join before / after x
+  recompute / persist), each forced (``run_query(alternative=...)``) with the physical choices the
+  optimizer makes for it under the budget (vista_sql reads the cgroup's limit);
+- **the authors' procedure** (``authors_2018.decide``: staged, after the join, their cores,
+  partitions, join, storage level, heap and memory fraction) run through vista_sql;
+- **Naive in Spark** (``methods.method_naive_spark``: lazy inference before the join, Spark's
+  defaults and the guides' heap on a session of its own);
+- **the optimizer's choice**: which alternative vista_sql picks for the workload (planned only:
+  its run is the forced run of that alternative).
+
+Each plan runs in a fresh process inside a memory cgroup (the machine's memory as its limit when
+there is no budget, so that the kernel counts the peak and any OOM kill alike), which first
+estimates the plan twice: with the constants shipped with vista_sql and with this machine's
+calibration (``vista-sql calibrate``: ``--calibration``, default the user's file), then runs it
+under this machine's. A run is ``finished``, ``refused`` (no setting of the plan fits the budget:
+the optimizer says so before running), ``oom_killed``, ``failed`` (e.g. a Java OutOfMemoryError) or
+``timeout``.
+
+Results go to ``benchmarks/results/fidelity.jsonl``, one line per plan, as each finishes: a
+second ``run`` resumes where the first stopped (the grid takes hours on 2 cores). ``report``
+prints the goals' table, writes ``benchmarks/results/fidelity.json`` and ``fidelity.png``, and
+the table that ``benchmarks/FIDELITY.md`` shows:
+
+- the chosen plan measured fastest, or within 10 % of the fastest, on >= 90 % of the workloads;
+- the total-time estimate within +-25 % of the measurement for >= 90 % of all measured plans;
+- the peak memory estimate within +-25 % for all of them;
+- the chosen plan never crashes;
+- how often the authors' procedure and Naive crash or lose, and by how much.
+
+Run it alone on an idle machine: every figure is a wall time on 2 cores.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from contextlib import nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "benchmarks"))
+
+from bench_headline import TOP_LAYERS, TreePeak, ensure_dataset  # noqa: E402
+from bench_scale import cpu_flags  # noqa: E402
+
+from vista_sql.physical.cgroup import MemoryCgroup, unavailable_reason  # noqa: E402
+from vista_sql.units import GiB  # noqa: E402
+
+RESULTS = REPO / "benchmarks" / "results"
+RECORDS = RESULTS / "fidelity.jsonl"
+SIZES = {"alexnet": (500, 1500), "vgg16": (80, 200), "resnet50": (150, 400)}
+"""Rows per CNN, small and large: the one-pass plans run about 20-40 s at the small size here."""
+TIGHT_GIB = 3.0
+WITHIN_FASTEST = 0.10
+WITHIN_ESTIMATE = 0.25
+CONSTANTS = ("shipped", "calibrated")
+
+
+@dataclass(frozen=True)
+class Workload:
+    cnn: str
+    rows: int
+    budget_gib: float | None
+
+    @property
+    def name(self) -> str:
+        budget = f"{self.budget_gib:g} GiB" if self.budget_gib else "machine"
+        return f"{self.cnn} {self.rows} rows, {budget}"
+
+    def key(self, plan: str) -> str:
+        return f"{self.cnn}/{self.rows}/{self.budget_gib or 'none'}/{plan}"
+
+
+# ------------------------------------------------------------------------------------------------
+# One plan, in its own process: estimate it under both sets of constants, then run it.
+# ------------------------------------------------------------------------------------------------
+
+
+def statement(cnn: str, data: Path, options: list[str]) -> str:
+    from methods import MAX_ITER, SEED
+
+    from vista_sql.catalog import current
+
+    info = current().cnn(cnn)
+    assert info is not None, cnn
+    layers = ", ".join(info.layer_names[-TOP_LAYERS[cnn] :])
+    settings = ", ".join([o for o in options if not o.startswith("cache")] + ["cache = false"])
+    return (
+        f"TRANSFER FEATURES OF '{data / 'images'}' AS i FROM CNN {cnn}"
+        f" WEIGHTS RANDOM SEED {SEED} LAYERS ({layers})"
+        f" JOIN '{data / 'foods.parquet'}' AS f ON i.id = f.id"
+        f" TRAIN LOGREG (max_iter = {MAX_ITER}) LABEL healthy VALIDATE 0.2 SEED 2019"
+        f" WITH ({settings})"
+    )
+
+
+def shipped_constants() -> Any:
+    """The constants with only the calibration shipped with vista_sql applied."""
+    from dataclasses import replace
+    from importlib import resources
+
+    from vista_sql.cost_model.constants import CostConstants
+
+    text = resources.files("vista_sql.cost_model").joinpath("calibration.json").read_text()
+    values = {k: float(v) for k, v in json.loads(text)["values"].items()}
+    return replace(CostConstants(), **values)
+
+
+def authors_decision(spec: dict[str, Any]) -> Any:
+    """The authors' 2018 decision for this machine (or the budget) and workload."""
+    from authors_2018 import decide as decide_2018
+
+    from vista_sql.catalog import current
+    from vista_sql.udfs.layer_stats import machine
+
+    memory = spec["budget_bytes"] or machine()["memory_bytes"]
+    cnn = current().cnn(spec["cnn"])
+    assert cnn is not None
+    return decide_2018(
+        memory / GiB,
+        os.cpu_count() or 1,
+        1,
+        spec["cnn"],
+        TOP_LAYERS[spec["cnn"]],
+        spec["rows"],
+        d_s=130,
+    )
+
+
+def plan_once(spec: dict[str, Any]) -> dict[str, Any]:
+    """The subprocess's body (``one SPEC``): estimates, then the run, as one JSON object."""
+    import vista_sql
+    from vista_sql.catalog import current
+    from vista_sql.cost_model.constants import constants
+    from vista_sql.cost_model.decide import decide
+    from vista_sql.errors import ResourceError
+    from vista_sql.logical.builder import build
+
+    catalog = current()
+    data = Path(spec["data"])
+    plan = spec["plan"]
+    options: list[str] = []
+    conf: dict[str, str] = {}
+    alternative: str | None = None
+    out: dict[str, Any] = {}
+    if plan == "authors":
+        try:
+            decision = authors_decision(spec)
+        except ValueError as error:  # their procedure finds no core count that fits
+            return {"status": "refused", "reason": f"authors' procedure: {error}"}
+        options = decision.with_options()
+        conf = decision.spark_conf(local=True)
+        out["authors"] = {"options": options, "spark_conf": conf}
+    elif plan == "naive":
+        from methods import naive_options
+
+        options = naive_options(_naive_task(spec))
+    elif plan != "chosen":
+        alternative = plan
+    sql = statement(spec["cnn"], data, options)
+    query = build(vista_sql.parse_one(sql), sql, catalog)
+    estimates: dict[str, Any] = {}
+    for name, consts in (("shipped", shipped_constants()), ("calibrated", constants())):
+        try:
+            chosen = decide(query, catalog, alternative=alternative, consts=consts).chosen
+        except ResourceError as error:
+            estimates[name] = {"refused": str(error).splitlines()[0]}
+            continue
+        estimates[name] = {
+            "alternative": chosen.alternative,
+            "choice": chosen.choice.describe(),
+            "seconds": chosen.time.value,
+            "peak_bytes": chosen.peak.value,
+            "stages": {step: e.value for step, e in chosen.runtime.by_step()},
+        }
+    out |= {"statement": sql, "estimates": estimates}
+    if plan == "chosen":  # planned only: its run is the forced run of its alternative
+        return {**out, "status": "ok"}
+    if "refused" in estimates["calibrated"]:
+        return {**out, "status": "refused", "reason": estimates["calibrated"]["refused"]}
+    started = time.perf_counter()
+    if plan == "naive":
+        result = _run_naive(spec, sql)
+    elif plan == "authors":
+        result = vista_sql.execute(sql, conf=conf, progress=False)
+    else:
+        from vista_sql.physical.run import run_query
+
+        result = run_query(query, catalog, progress=False, alternative=alternative)
+    seconds = time.perf_counter() - started
+    peak = result.peak_memory
+    return {
+        **out,
+        "status": "ok",
+        "seconds": result.seconds,
+        "wall_seconds": seconds,
+        "peak_bytes": peak.total if peak is not None else None,
+        "stages": _measured_stages(result),
+        "accuracy": {str(r["layer"]): r["accuracy"] for r in result.rows()},
+    }
+
+
+def _naive_task(spec: dict[str, Any]) -> Any:
+    from methods import Task
+
+    from vista_sql.udfs.layer_stats import machine
+
+    return Task(
+        method="naive_spark",
+        cnn=spec["cnn"],
+        layers=(),
+        data=spec["data"],
+        rows=spec["rows"],
+        budget_bytes=spec["budget_bytes"],
+        machine_bytes=machine()["memory_bytes"],
+        cores=os.cpu_count() or 1,
+        naive_memory="guide",
+        workdir="",
+        result="",
+    )
+
+
+def _run_naive(spec: dict[str, Any], sql: str) -> Any:
+    from methods import naive_conf, start_session
+
+    import vista_sql
+
+    spark = start_session(naive_conf(_naive_task(spec)), "naive-spark")
+    try:
+        return vista_sql.execute(sql, spark=spark, progress=False)
+    finally:
+        spark.stop()
+
+
+def _measured_stages(result: Any) -> dict[str, float]:
+    """Measured seconds per stage of the run, summed over its layers (EXPLAIN ANALYZE's)."""
+    analyzed = json.loads(result.explain_json()).get("analyze") or {}
+    stages: dict[str, float] = {}
+    for row in analyzed.get("stages") or []:
+        if isinstance(row.get("measured_seconds"), (int, float)):
+            stages[row["stage"]] = stages.get(row["stage"], 0.0) + row["measured_seconds"]
+    return stages
+
+
+# ------------------------------------------------------------------------------------------------
+# The orchestrator: the grid, one cgroup per plan, results appended as they come.
+# ------------------------------------------------------------------------------------------------
+
+
+def alternatives_of(workload: Workload, data: Path) -> list[str]:
+    import vista_sql
+    from vista_sql.catalog import current
+    from vista_sql.logical.builder import build
+    from vista_sql.logical.driver import alternatives
+
+    sql = statement(workload.cnn, data, [])
+    query = build(vista_sql.parse_one(sql), sql, current())
+    return [a.name for a in alternatives(query, current())]
+
+
+def launch(
+    workload: Workload, plan: str, data: Path, calibration: Path | None, timeout: float
+) -> dict[str, Any]:
+    """Run one plan's process in a cgroup of the workload's budget; its record."""
+    from vista_sql.udfs.layer_stats import machine
+
+    machine_bytes = machine()["memory_bytes"]
+    budget = int(workload.budget_gib * GiB) if workload.budget_gib else None
+    spec = {
+        "cnn": workload.cnn,
+        "rows": workload.rows,
+        "budget_bytes": budget,
+        "data": str(data),
+        "plan": plan,
+    }
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
+        "PYSPARK_PYTHON": sys.executable,
+        "PYSPARK_DRIVER_PYTHON": sys.executable,
+        "TF_CPP_MIN_LOG_LEVEL": "2",
+    }
+    if calibration is not None:
+        env["VISTA_SQL_CALIBRATION"] = str(calibration)
+    record: dict[str, Any] = {
+        "key": workload.key(plan),
+        "cnn": workload.cnn,
+        "rows": workload.rows,
+        "budget_gib": workload.budget_gib,
+        "plan": plan,
+        "load_before": os.getloadavg()[0],
+    }
+    group = MemoryCgroup.create(budget or machine_bytes) if unavailable_reason() is None else None
+    argv = [sys.executable, __file__, "one", json.dumps(spec)]
+    timed_out = False
+    with group if group is not None else nullcontext():
+        started = time.perf_counter()
+        process = subprocess.Popen(
+            group.command(argv) if group is not None else argv,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+            cwd=REPO,
+            start_new_session=True,
+        )
+        peak = TreePeak(process.pid)
+        sampler = threading.Thread(target=peak.run, daemon=True)
+        sampler.start()
+        try:
+            stdout, stderr = process.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            timed_out = True
+            os.killpg(process.pid, signal.SIGKILL)
+            stdout, stderr = process.communicate()
+        record["process_seconds"] = time.perf_counter() - started
+        peak.stop()
+        sampler.join()
+        if group is not None:
+            record["oom_kills"] = group.oom_kills or 0
+            record["cgroup_peak_bytes"] = group.peak_bytes
+    record["exit_code"] = process.returncode
+    record["tree_peak_bytes"] = peak.peak.total if peak.peak is not None else None
+    lines = stdout.strip().splitlines()
+    outcome: dict[str, Any] = {}
+    if process.returncode == 0 and lines:
+        try:
+            outcome = json.loads(lines[-1])
+        except json.JSONDecodeError:
+            outcome = {}
+    record.update(outcome)
+    if timed_out:
+        record["status"] = "timeout"
+    elif outcome.get("status") in ("ok", "refused"):
+        record["status"] = "finished" if outcome["status"] == "ok" else "refused"
+    elif record.get("oom_kills", 0) > 0:
+        record["status"] = "oom_killed"
+    else:
+        record["status"] = "failed"
+    if record["status"] not in ("finished", "refused"):
+        record["log_tail"] = stderr[-3000:]
+    return record
+
+
+def grid(args: argparse.Namespace) -> list[Workload]:
+    """Small sizes first, then large; within a size the machine's budget, then the tight one:
+    an interrupted run has the most balanced part of the grid."""
+    budgets = [None if b == "none" else float(b) for b in args.budgets.split(",")]
+    sizes = [("small", "large").index(s) for s in args.sizes.split(",")]
+    return [
+        Workload(cnn, SIZES[cnn][size], budget)
+        for size in sizes
+        for budget in budgets
+        for cnn in args.cnns.split(",")
+    ]
+
+
+def read_records() -> list[dict[str, Any]]:
+    if not RECORDS.exists():
+        return []
+    return [json.loads(line) for line in RECORDS.read_text().splitlines() if line.strip()]
+
+
+def run(args: argparse.Namespace) -> None:
+    from vista_sql.cost_model.constants import calibration_path
+
+    calibration = Path(args.calibration) if args.calibration else calibration_path()
+    if not calibration.is_file():
+        sys.exit(f"no calibration of this machine at {calibration}: run `vista-sql calibrate`")
+    reason = unavailable_reason()
+    if reason is not None:
+        print(f"memory budgets need cgroups, which are unavailable: {reason}", file=sys.stderr)
+    done = {r["key"] for r in read_records()}
+    data_root = Path(args.data)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    for workload in grid(args):
+        if workload.budget_gib and reason is not None:
+            continue
+        data = ensure_dataset(data_root, workload.rows)
+        plans = ["chosen", *alternatives_of(workload, data), "authors", "naive"]
+        for plan in plans:
+            key = workload.key(plan)
+            if key in done:
+                continue
+            record = launch(workload, plan, data, calibration, args.timeout)
+            record["machine"] = {"cpu_flags": cpu_flags(), "cores": os.cpu_count()}
+            record["calibration"] = str(calibration)
+            with RECORDS.open("a") as handle:
+                handle.write(json.dumps(record) + "\n")
+            seconds = record.get("seconds")
+            estimate = (record.get("estimates") or {}).get("calibrated", {}).get("seconds")
+            shown = f"{seconds:.1f} s" if seconds else record["status"]
+            guess = f" (est. {estimate:.1f} s)" if estimate else ""
+            print(f"{workload.name}: {plan}: {shown}{guess}", flush=True)
+
+
+# ------------------------------------------------------------------------------------------------
+# The report: the goals, a table, a plot.
+# ------------------------------------------------------------------------------------------------
+
+
+def summarize(records: list[dict[str, Any]]) -> dict[str, Any]:
+    """Per workload the verdicts, and the goals over the grid."""
+    workloads: dict[tuple[str, int, Any], dict[str, dict[str, Any]]] = {}
+    for r in records:
+        workloads.setdefault((r["cnn"], r["rows"], r["budget_gib"]), {})[r["plan"]] = r
+    rows = []
+    ratios: dict[str, list[float]] = {c: [] for c in CONSTANTS}
+    peaks: dict[str, list[float]] = {c: [] for c in CONSTANTS}
+    for (cnn, count, budget), plans in sorted(workloads.items(), key=lambda kv: str(kv[0])):
+        chosen = plans.get("chosen", {}).get("estimates", {})
+        forced = {p: r for p, r in plans.items() if p not in ("chosen", "authors", "naive")}
+        finished = {p: r for p, r in forced.items() if r["status"] == "finished"}
+        for r in plans.values():
+            if r["status"] != "finished":
+                continue
+            for c in CONSTANTS:
+                estimate = r.get("estimates", {}).get(c, {})
+                if estimate.get("seconds"):
+                    ratios[c].append(r["seconds"] / estimate["seconds"])
+                if estimate.get("peak_bytes") and r.get("peak_bytes"):
+                    peaks[c].append(r["peak_bytes"] / estimate["peak_bytes"])
+        fastest = min(finished.values(), key=lambda r: r["seconds"]) if finished else None
+        row: dict[str, Any] = {
+            "cnn": cnn,
+            "rows": count,
+            "budget_gib": budget,
+            "alternatives": len(forced),
+            "finished": len(finished),
+            "fastest": fastest["plan"] if fastest else None,
+            "fastest_seconds": fastest["seconds"] if fastest else None,
+        }
+        for c in CONSTANTS:
+            name = chosen.get(c, {}).get("alternative")
+            run = forced.get(name) if name else None
+            row[f"chosen_{c}"] = name
+            row[f"chosen_{c}_status"] = run["status"] if run else None
+            if run is not None and run["status"] == "finished" and fastest is not None:
+                row[f"chosen_{c}_vs_fastest"] = run["seconds"] / fastest["seconds"]
+        for baseline in ("authors", "naive"):
+            r = plans.get(baseline)
+            row[baseline] = r["status"] if r else None
+            if r and r["status"] == "finished" and fastest is not None:
+                row[f"{baseline}_vs_fastest"] = r["seconds"] / fastest["seconds"]
+        rows.append(row)
+
+    def share(values: list[float], within: float) -> float | None:
+        if not values:
+            return None
+        return sum(1 for v in values if abs(v - 1) <= within) / len(values)
+
+    goals: dict[str, Any] = {}
+    for c in CONSTANTS:
+        verdicts = [r[f"chosen_{c}_vs_fastest"] for r in rows if f"chosen_{c}_vs_fastest" in r]
+        goals[c] = {
+            "chosen_within_10pct": (
+                sum(1 for v in verdicts if v <= 1 + WITHIN_FASTEST) / len(verdicts)
+                if verdicts
+                else None
+            ),
+            "workloads_judged": len(verdicts),
+            "time_within_25pct": share(ratios[c], WITHIN_ESTIMATE),
+            "peak_within_25pct": share(peaks[c], WITHIN_ESTIMATE),
+            "plans_measured": len(ratios[c]),
+            "time_ratio_range": [min(ratios[c]), max(ratios[c])] if ratios[c] else None,
+            "peak_ratio_range": [min(peaks[c]), max(peaks[c])] if peaks[c] else None,
+            "chosen_crashed": sum(
+                1 for r in rows if r[f"chosen_{c}_status"] in ("oom_killed", "failed", "timeout")
+            ),
+        }
+    for baseline in ("authors", "naive"):
+        crashed = [r for r in rows if r[baseline] in ("oom_killed", "failed", "timeout")]
+        slower = [r[f"{baseline}_vs_fastest"] for r in rows if f"{baseline}_vs_fastest" in r]
+        goals[baseline] = {
+            "crashed": len(crashed),
+            "refused": sum(1 for r in rows if r[baseline] == "refused"),
+            "finished": len(slower),
+            "median_vs_fastest": sorted(slower)[len(slower) // 2] if slower else None,
+            "max_vs_fastest": max(slower) if slower else None,
+        }
+    return {"workloads": rows, "goals": goals}
+
+
+def table(summary: dict[str, Any]) -> str:
+    def ratio(value: Any) -> str:
+        return f"{value:.2f}x" if isinstance(value, float) else "-"
+
+    lines = [
+        "| workload | plans finished | fastest | chosen (calibrated) | vs fastest"
+        " | chosen (shipped) | vs fastest | authors | Naive |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in summary["workloads"]:
+        budget = f"{r['budget_gib']:g} GiB" if r["budget_gib"] else "machine"
+        authors = r["authors"] if "authors_vs_fastest" not in r else ratio(r["authors_vs_fastest"])
+        naive = r["naive"] if "naive_vs_fastest" not in r else ratio(r["naive_vs_fastest"])
+        lines.append(
+            f"| {r['cnn']} {r['rows']}, {budget} | {r['finished']}/{r['alternatives']}"
+            f" | {r['fastest']} | {r['chosen_calibrated']} | "
+            f"{ratio(r.get('chosen_calibrated_vs_fastest'))} | {r['chosen_shipped']} | "
+            f"{ratio(r.get('chosen_shipped_vs_fastest'))} | {authors} | {naive} |"
+        )
+    lines.append("")
+    lines.append("| goal | target | calibrated | shipped |")
+    lines.append("|---|---|---|---|")
+    g = summary["goals"]
+
+    def pct(value: Any) -> str:
+        return f"{value:.0%}" if isinstance(value, float) else "-"
+
+    lines.append(
+        f"| chosen fastest or within 10 % | >= 90 % | {pct(g['calibrated']['chosen_within_10pct'])}"
+        f" of {g['calibrated']['workloads_judged']} | {pct(g['shipped']['chosen_within_10pct'])}"
+        f" of {g['shipped']['workloads_judged']} |"
+    )
+    lines.append(
+        f"| time estimate within +-25 % | >= 90 % | {pct(g['calibrated']['time_within_25pct'])}"
+        f" of {g['calibrated']['plans_measured']} | {pct(g['shipped']['time_within_25pct'])}"
+        f" of {g['shipped']['plans_measured']} |"
+    )
+    lines.append(
+        f"| peak estimate within +-25 % | 100 % | {pct(g['calibrated']['peak_within_25pct'])}"
+        f" | {pct(g['shipped']['peak_within_25pct'])} |"
+    )
+    lines.append(
+        f"| chosen plan crashed | never | {g['calibrated']['chosen_crashed']}"
+        f" | {g['shipped']['chosen_crashed']} |"
+    )
+    for baseline, title in (("authors", "authors' procedure"), ("naive", "Naive in Spark")):
+        b = g[baseline]
+        lines.append(
+            f"| {title}: crashed / refused / finished (median, worst vs fastest) | - |"
+            f" {b['crashed']} / {b['refused']} / {b['finished']}"
+            f" ({ratio(b['median_vs_fastest'])}, {ratio(b['max_vs_fastest'])}) | |"
+        )
+    return "\n".join(lines)
+
+
+def plot(records: list[dict[str, Any]], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, panels = plt.subplots(1, 2, figsize=(11, 5))
+    for axes, field, unit, scale in (
+        (panels[0], "seconds", "s", 1.0),
+        (panels[1], "peak_bytes", "GiB", 1 / GiB),
+    ):
+        for constants, marker in (("calibrated", "o"), ("shipped", "x")):
+            xs, ys = [], []
+            for r in records:
+                estimate = (r.get("estimates") or {}).get(constants, {}).get(field)
+                if r["status"] == "finished" and estimate and r.get(field):
+                    xs.append(estimate * scale)
+                    ys.append(r[field] * scale)
+            axes.scatter(xs, ys, marker=marker, label=f"{constants} constants", alpha=0.7)
+        limits = [v for line in axes.collections for v in line.get_offsets().flatten()]
+        if limits:
+            low, high = min(limits) * 0.8, max(limits) * 1.2
+            axes.plot([low, high], [low, high], "k-", linewidth=0.8)
+            axes.fill_between(
+                [low, high], [low * 0.75, high * 0.75], [low * 1.25, high * 1.25], alpha=0.1
+            )
+            axes.set_xscale("log")
+            axes.set_yscale("log")
+        axes.set_xlabel(f"estimated {field.split('_')[0]} ({unit})")
+        axes.set_ylabel(f"measured ({unit})")
+        axes.legend()
+    panels[0].set_title("total time: every finished plan (band: +-25 %)")
+    panels[1].set_title("peak memory")
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+
+
+def report() -> None:
+    records = read_records()
+    summary = summarize(records)
+    text = table(summary)
+    print(text)
+    (RESULTS / "fidelity.json").write_text(json.dumps(summary, indent=1) + "\n")
+    plot(records, RESULTS / "fidelity.png")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    go = commands.add_parser("run")
+    go.add_argument("--cnns", default="alexnet,vgg16,resnet50")
+    go.add_argument("--sizes", default="small,large")
+    go.add_argument("--budgets", default=f"none,{TIGHT_GIB:g}")
+    go.add_argument("--calibration", default=None)
+    go.add_argument("--data", default="/tmp/vista-fidelity-data")
+    go.add_argument("--timeout", type=float, default=900.0)
+    one = commands.add_parser("one")
+    one.add_argument("spec")
+    commands.add_parser("report")
+    args = parser.parse_args()
+    if args.command == "one":
+        print(json.dumps(plan_once(json.loads(args.spec))))
+    elif args.command == "run":
+        run(args)
+    else:
+        report()
+
+
+if __name__ == "__main__":
+    main()
