@@ -333,6 +333,10 @@ def launch(
             timed_out = True
             os.killpg(process.pid, signal.SIGKILL)
             stdout, stderr = process.communicate()
+        finally:  # stopped itself: the plan's processes go too, so that the cgroup can
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
         record["process_seconds"] = time.perf_counter() - started
         peak.stop()
         sampler.join()
@@ -390,6 +394,8 @@ def run(args: argparse.Namespace) -> None:
     reason = unavailable_reason()
     if reason is not None:
         print(f"memory budgets need cgroups, which are unavailable: {reason}", file=sys.stderr)
+    # stopped (SIGTERM): unwind, so that the running plan's cgroup is removed
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     done = {r["key"] for r in read_records()}
     data_root = Path(args.data)
     RESULTS.mkdir(parents=True, exist_ok=True)
