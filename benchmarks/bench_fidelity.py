@@ -2,6 +2,7 @@
 
     python benchmarks/bench_fidelity.py run [--cnns alexnet,vgg16,resnet50] [--sizes small,large]
         [--budgets none,3] [--calibration FILE] [--data DIR] [--timeout 900]
+    python benchmarks/bench_fidelity.py reestimate [--calibration FILE] [--data DIR]
     python benchmarks/bench_fidelity.py report
 
 The grid: each CNN's paper layers (AlexNet conv5..fc8, VGG16 fc6..fc8, ResNet50's top 5; logistic
@@ -28,7 +29,10 @@ the optimizer says so before running), ``oom_killed``, ``failed`` (e.g. a Java O
 ``timeout``.
 
 Results go to ``benchmarks/results/fidelity.jsonl``, one line per plan, as each finishes: a
-second ``run`` resumes where the first stopped (the grid takes hours on 2 cores). ``report``
+second ``run`` resumes where the first stopped (the grid takes hours on 2 cores). After the cost
+model or the calibration changed, ``reestimate`` estimates every measured plan again (each with
+the physical choices it ran with, under its workload's budget, planning only) into
+``fidelity_estimates.jsonl``, which the report then uses. ``report``
 prints the goals' table, writes ``benchmarks/results/fidelity.json`` and ``fidelity.png``, and
 the table that ``benchmarks/FIDELITY.md`` shows:
 
@@ -159,7 +163,7 @@ def plan_once(spec: dict[str, Any]) -> dict[str, Any]:
     catalog = current()
     data = Path(spec["data"])
     plan = spec["plan"]
-    options: list[str] = []
+    options: list[str] = list(spec.get("forced", []))
     conf: dict[str, str] = {}
     alternative: str | None = None
     out: dict[str, Any] = {}
@@ -168,7 +172,7 @@ def plan_once(spec: dict[str, Any]) -> dict[str, Any]:
             decision = authors_decision(spec)
         except ValueError as error:  # their procedure finds no core count that fits
             return {"status": "refused", "reason": f"authors' procedure: {error}"}
-        options = decision.with_options()
+        options = decision.with_options()  # all its physical choices: nothing more to force
         conf = decision.spark_conf(local=True)
         out["authors"] = {"options": options, "spark_conf": conf}
     elif plan == "naive":
@@ -194,8 +198,8 @@ def plan_once(spec: dict[str, Any]) -> dict[str, Any]:
             "stages": {step: e.value for step, e in chosen.runtime.by_step()},
         }
     out |= {"statement": sql, "estimates": estimates}
-    if plan == "chosen":  # planned only: its run is the forced run of its alternative
-        return {**out, "status": "ok"}
+    if plan == "chosen" or spec.get("estimate_only"):  # the chosen plan's run is the forced
+        return {**out, "status": "ok"}  # run of its alternative
     if "refused" in estimates["calibrated"]:
         return {**out, "status": "refused", "reason": estimates["calibrated"]["refused"]}
     started = time.perf_counter()
@@ -420,6 +424,93 @@ def run(args: argparse.Namespace) -> None:
             print(f"{workload.name}: {plan}: {shown}{guess}", flush=True)
 
 
+ESTIMATES = RESULTS / "fidelity_estimates.jsonl"
+"""Estimates of the measured plans made again (``reestimate``) after the cost model or the
+calibration changed: the report uses the latest for each plan."""
+
+
+def forced_options(record: dict[str, Any]) -> list[str]:
+    """WITH options that force the physical choices a measured plan ran with (its calibrated
+    estimate's ``choice``), so that a later cost model estimates that very plan. Thread counts
+    and the memory fraction follow from the rest; the authors' and Naive's options force theirs
+    already."""
+    if record["plan"] in ("chosen", "authors", "naive"):
+        return []
+    choice = (record.get("estimates") or {}).get("calibrated", {}).get("choice")
+    if not choice:
+        return []
+    fields = dict(part.split("=", 1) for part in choice.split())
+    options = [
+        f"join = {fields['join']}",
+        f"executor_cores = {fields['cores']}",
+        f"batch_size = {fields['batch']}",
+        f"partitions = {fields['partitions']}",
+    ]
+    if record["plan"].endswith("/persist"):
+        options.append(f"persist = {fields['persist']}")
+    return options
+
+
+def reestimate(args: argparse.Namespace) -> None:
+    """Estimate every measured plan again, each in a process under its workload's budget (as
+    when it ran), with the current cost model, the shipped constants and ``--calibration``."""
+    from vista_sql.cost_model.constants import calibration_path
+    from vista_sql.udfs.layer_stats import machine
+
+    calibration = Path(args.calibration) if args.calibration else calibration_path()
+    machine_bytes = machine()["memory_bytes"]
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
+        "VISTA_SQL_CALIBRATION": str(calibration),
+        "TF_CPP_MIN_LOG_LEVEL": "2",
+    }
+    with ESTIMATES.open("w") as out:
+        for record in read_records():
+            if record["status"] != "finished" and record["plan"] != "chosen":
+                continue
+            budget = int(record["budget_gib"] * GiB) if record["budget_gib"] else None
+            data = Path(args.data) / f"foods_{record['rows']}"
+            spec = {
+                "cnn": record["cnn"],
+                "rows": record["rows"],
+                "budget_bytes": budget,
+                "data": str(data),
+                "plan": record["plan"],
+                "forced": forced_options(record),
+                "estimate_only": True,
+            }
+            argv = [sys.executable, __file__, "one", json.dumps(spec)]
+            with MemoryCgroup.create(budget or machine_bytes) as group:
+                done = group.run(argv, capture_output=True, text=True, env=env, cwd=REPO)
+            if done.returncode != 0:
+                print(f"{record['key']}: failed\n{done.stderr[-2000:]}", file=sys.stderr)
+                continue
+            estimated = json.loads(done.stdout.strip().splitlines()[-1])
+            line = {"key": record["key"], "calibration": str(calibration), **estimated}
+            out.write(json.dumps(line) + "\n")
+            out.flush()
+            print(f"{record['key']}: re-estimated", flush=True)
+
+
+def latest_estimates(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The records with their estimates replaced by ``reestimate``'s, where it made them."""
+    if not ESTIMATES.exists():
+        return records
+    newer = {}
+    for line in ESTIMATES.read_text().splitlines():
+        if line.strip():
+            entry = json.loads(line)
+            newer[entry["key"]] = entry["estimates"]
+    return [
+        {**r, "estimates": newer[r["key"]], "first_estimates": r.get("estimates")}
+        if r["key"] in newer
+        else r
+        for r in records
+    ]
+
+
 # ------------------------------------------------------------------------------------------------
 # The report: the goals, a table, a plot.
 # ------------------------------------------------------------------------------------------------
@@ -600,7 +691,7 @@ def plot(records: list[dict[str, Any]], path: Path) -> None:
 
 
 def report() -> None:
-    records = read_records()
+    records = latest_estimates(read_records())
     summary = summarize(records)
     text = table(summary)
     print(text)
@@ -618,6 +709,9 @@ def main() -> None:
     go.add_argument("--calibration", default=None)
     go.add_argument("--data", default="/tmp/vista-fidelity-data")
     go.add_argument("--timeout", type=float, default=900.0)
+    again = commands.add_parser("reestimate")
+    again.add_argument("--calibration", default=None)
+    again.add_argument("--data", default="/tmp/vista-fidelity-data")
     one = commands.add_parser("one")
     one.add_argument("spec")
     commands.add_parser("report")
@@ -626,6 +720,8 @@ def main() -> None:
         print(json.dumps(plan_once(json.loads(args.spec))))
     elif args.command == "run":
         run(args)
+    elif args.command == "reestimate":
+        reestimate(args)
     else:
         report()
 

@@ -16,6 +16,7 @@ from cost_support import decide, statement
 
 from vista_sql.cost_model.constants import (
     CALIBRATION_ENV,
+    CostConstants,
     _calibration,
     calibration_status,
     constants,
@@ -182,3 +183,82 @@ def test_calibrate_true_profiles_the_statements_own_images_and_cnn(
     assert 0 < values["inference_flops_per_core"] != constants().inference_flops_per_core
     assert 0 < values["decode_seconds_per_jpeg_byte"] != constants().decode_seconds_per_jpeg_byte
     assert profiled["estimate"]["seconds"] != plain["estimate"]["seconds"]
+
+
+def train_seconds(decision: Any) -> float:
+    steps = dict(decision.chosen.runtime.by_step())
+    value = steps["train"].value
+    assert value is not None
+    return float(value)
+
+
+def test_each_mllib_iteration_pays_the_calibrated_iteration_overhead(user_file: Path) -> None:
+    """Training is charged ``mllib_iteration_seconds`` per iteration of every fit: one more
+    second an iteration adds max_iter seconds to each layer's fit (the same plan chosen)."""
+    sql = statement(model="LOGREG (max_iter = 10)")
+    before = decide(sql)
+    document = shipped()
+    slower = constants().mllib_iteration_seconds + 1.0
+    values = {**document["values"], "mllib_iteration_seconds": slower}
+    write_calibration({**document, "values": values})
+    after = decide(sql)
+    assert after.chosen.alternative == before.chosen.alternative
+    layers = len(after.chosen.plan.branches)
+    added = train_seconds(after) - train_seconds(before)
+    assert added == pytest.approx(10 * layers, rel=0.05)
+
+
+def test_the_spark_profile_becomes_the_runtime_models_spark_constants() -> None:
+    """``physical.profile.spark_constants``: fixed costs as measured; per-byte rates from the
+    large table's time less the tiny one's (less the plain scan's), per byte and per core; the
+    Arrow identity counts every byte twice (to the worker and back)."""
+    from vista_sql.physical.profile import spark_constants
+
+    mib = 2**20
+    measured = {
+        "slots": 2,
+        "job_seconds": 0.2,
+        "task_seconds": 0.01,
+        "python_task_seconds": 0.04,
+        "data_bytes": 32 * mib,
+        "seconds": {
+            "scan": {"large": 0.5, "tiny": 0.2},
+            "arrow": {"large": 1.5, "tiny": 0.4},
+            "shuffle": {"large": 0.9, "tiny": 0.3},
+        },
+        "fit_2_seconds": 1.0,
+        "fit_12_seconds": 2.5,
+    }
+    values = spark_constants(measured)
+    assert values["job_overhead_seconds"] == 0.2
+    assert values["task_overhead_seconds"] == 0.01
+    assert values["python_task_overhead_seconds"] == 0.04
+    # arrow: (1.1 - 0.3) s x 2 cores over 2 x 32 MiB
+    assert values["arrow_seconds_per_byte"] == pytest.approx(0.8 * 2 / (64 * mib))
+    assert values["shuffle_seconds_per_byte"] == pytest.approx(0.3 * 2 / (32 * mib))
+    # (2.5 - 1.0) / 10 iterations, less the one wave of tasks the model charges besides
+    assert values["mllib_iteration_seconds"] == pytest.approx(0.14)
+    # noise can make a difference negative: a rate is never below zero
+    measured["seconds"]["shuffle"] = {"large": 0.2, "tiny": 0.3}
+    assert spark_constants(measured)["shuffle_seconds_per_byte"] == 0.0
+    # every value is a constant the calibration file may set
+    assert set(values) <= set(CostConstants.__dataclass_fields__)
+
+
+def test_each_inference_task_pays_a_python_tasks_overhead(user_file: Path) -> None:
+    """An inference over more partitions runs more Python tasks: a calibrated second more per
+    Python task adds a second per wave of every inference stage (2 slots: 8 partitions, 4)."""
+    sql = statement(options="executor_cores = 2, partitions = 8, inference = eager")
+    before = decide(sql)
+    document = shipped()
+    slower = constants().python_task_overhead_seconds + 1.0
+    write_calibration(
+        {**document, "values": {**document["values"], "python_task_overhead_seconds": slower}}
+    )
+    after = decide(sql)
+    assert after.chosen.choice == before.chosen.choice
+    infers = sum(
+        1 for op in after.chosen.runtime.operators if op.step == "inference" and op.passes > 0
+    )
+    added = inference_seconds(after) - inference_seconds(before)
+    assert infers >= 1 and added == pytest.approx(4 * infers, rel=0.05)

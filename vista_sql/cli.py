@@ -229,6 +229,14 @@ def _calibrate(args: argparse.Namespace) -> int:
     )
     print(f"decode       {values['decode_seconds_per_jpeg_byte'] * 1e9:.1f} ns per JPEG byte")
     print(f"model build  {values['model_build_seconds']:.2f} s fixed, plus per parameter byte")
+    if "job_overhead_seconds" in values:
+        print(
+            f"spark        {values['job_overhead_seconds'] * 1e3:.0f} ms a job,"
+            f" {values['task_overhead_seconds'] * 1e3:.0f} ms a task"
+            f" (+{values['python_task_overhead_seconds'] * 1e3:.0f} ms a Python task),"
+            f" {values['mllib_iteration_seconds'] * 1e3:.0f} ms an MLlib iteration,"
+            f" Arrow {values['arrow_seconds_per_byte'] * 1e9:.1f} ns/byte"
+        )
     for name in document.get("unreliable", {}):
         print(f"not measured {name}: the machine was busy (the built-in value is used)")
     from vista_sql.cost_model.constants import CALIBRATION_ENV, calibration_path

@@ -467,6 +467,21 @@ class CostConstants:
         " rows here, where training (about 10 jobs on a few rows) took 2.7-4.6 s and evaluation"
         " (4 jobs on 24 rows) 1.4-2.1 s",
     )
+    python_task_overhead_seconds: float = _c(
+        0.03,
+        "seconds",
+        ASSUMED,
+        "a Python UDF task's cost beyond a JVM task's: the Arrow stream to a reused worker, the"
+        " function sent and loaded, the first and last batch; charged per inference task",
+    )
+    mllib_iteration_seconds: float = _c(
+        0.1,
+        "seconds",
+        MEASURED,
+        "one iteration of MLlib's optimizer beyond its compute: its treeAggregate job(s) (L-BFGS"
+        " evaluates the loss 1-2 times an iteration) and the driver's step between them; Spark's"
+        " event log of LOGREG on 2,200 rows here: 13 jobs of 0.05-0.1 s for 10 iterations",
+    )
     stage_overhead_seconds: float = _c(
         0.05, "seconds", ASSUMED, "one more stage in a job (a shuffle's map side)"
     )

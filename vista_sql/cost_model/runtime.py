@@ -290,9 +290,11 @@ def _inference(f: NodeFacts, choice: Choice, resources: Resources, cluster: _Clu
     assert infer is not None
     arrow = (infer.input_bytes + infer.output_bytes) * consts.arrow_seconds_per_byte
     calls = consts.tf_call_overhead_seconds / choice.batch_size
+    # every partition is a Python task: its Arrow stream, the function loaded, in waves
+    python_tasks = cluster.waves * consts.python_task_overhead_seconds
     if resources.gpu_memory_bytes is not None:
         gpu_seconds = f.rows * infer.flops / (consts.gpu_flops * resources.nodes)
-        return cluster.spread(f.rows * (arrow + calls)) + gpu_seconds
+        return cluster.spread(f.rows * (arrow + calls)) + gpu_seconds + python_tasks
     threads = choice.tf_threads
     oversubscribed = max(1.0, choice.executor_cores * threads / resources.cores)
     efficiency = getattr(consts, f"tf_efficiency_{infer.cnn}", 1.0)  # measured CNNs only
@@ -309,7 +311,7 @@ def _inference(f: NodeFacts, choice: Choice, resources: Resources, cluster: _Clu
     tensorflow = infer.flops * (oversubscribed / rate) * batch_slowdown(choice.batch_size, consts)
     # ``spread`` already slows tasks for more slots than cores; TF's own threads are the rest.
     per_image = tensorflow * (1 / cluster.slowdown) + calls + arrow
-    return cluster.spread(f.rows * per_image)
+    return cluster.spread(f.rows * per_image) + python_tasks
 
 
 def _join(
@@ -390,7 +392,7 @@ def _train(f: NodeFacts, facts: PlanFacts, memory: MemoryModel, cluster: _Cluste
         work = work * sets
     level = work * (entry.iteration_flops_per_value / jvm)
     blocks_spilled = training_blocks(f) * memory.spill_fraction * consts.disk_seconds_per_byte
-    iteration = cluster.spread(level + blocks_spilled) + consts.job_overhead_seconds
+    iteration = cluster.spread(level + blocks_spilled) + consts.mllib_iteration_seconds
     per_fit = cluster.spread(prepare) + iteration * model.iterations
     jobs = (reads + model.fits) * consts.job_overhead_seconds
     if f.node.search == "halving":
@@ -435,7 +437,7 @@ def _halving(
     seconds = seconds + consts.job_overhead_seconds
     for current in rounds:
         sample = (cluster.spread(prepare) + scaled * model.iterations) * current.fraction
-        jobs = model.iterations * consts.job_overhead_seconds
+        jobs = model.iterations * consts.mllib_iteration_seconds
         seconds = seconds + (sample + jobs + scoring) * (current.candidates / layers)
     winner = one_fit + 2 * consts.job_overhead_seconds
     return seconds + winner * (1 / layers)

@@ -1,7 +1,7 @@
 """The machine constants the cost model reads, measured by a short profiling run.
 
 ``vista-sql calibrate`` (``vista_sql.calibrate()``) runs ``measure_constants`` and writes the
-user's calibration file, which ``cost_model.constants`` then applies over the shipped one. Seven
+user's calibration file, which ``cost_model.constants`` then applies over the shipped one. Eight
 fresh interpreters, five of them with TensorFlow (each costs its import, so measurements share
 one where they can): the resident memory of vista_sql's driver process and of Spark's Python
 daemon; a Python worker's start and its memory with TensorFlow loaded, then model builds and
@@ -9,9 +9,11 @@ first calls of the roster's partial models; TensorFlow's convolution throughput 
 ResNet50 with random weights, its FLOPs counted from the layer shapes) at 1 thread, with the
 memory it holds per image of a batch relative to the catalog's activation bytes, at 2 threads (a
 thread count is fixed when TensorFlow starts), and in two 1-thread interpreters at once (a node's
-concurrent tasks); Pillow's decode and resize cost. Times are the best of several repetitions,
-the least disturbed by other load on a shared machine. Run it on an idle machine: the figures are
-per core.
+concurrent tasks); Pillow's decode and resize cost; and a local Spark session as vista_sql
+starts its own (``SPARK``): a job's and a task's fixed cost, the Arrow round trip to a Python
+worker and a shuffle per byte, and an MLlib iteration's jobs (``spark_constants``). Times are
+the best (Spark's: the median) of several repetitions, the least disturbed by other load on a
+shared machine. Run it on an idle machine: the figures are per core.
 
 A calibration records the machine it came from (``cost_model.machine.this_machine``), so that
 EXPLAIN can say when its constants were measured on another one. This module lives in physical/
@@ -247,8 +249,113 @@ print(json.dumps({"jpeg_bytes": len(data), "source_pixels": 375 * 500, "decode_s
 """
 
 
+SPARK = """
+import json, statistics, time
+import numpy
+from pyspark import StorageLevel
+from pyspark.ml.classification import LogisticRegression
+from pyspark.ml.linalg import Vectors
+from pyspark.sql import functions as F
+from vista_sql.physical.session import owned_session, stop_owned_session
+
+spark = owned_session({{"spark.sql.shuffle.partitions": "{partitions}"}})
+slots = spark.sparkContext.defaultParallelism
+def timed(action, reps=3):
+    times = []
+    for _ in range(reps):
+        start = time.perf_counter()
+        action()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+def cached(frame, level=StorageLevel.MEMORY_AND_DISK_DESER):
+    frame = frame.persist(level)
+    frame.count()
+    return frame
+# A count of a cached table in one wave of tasks (the executor counts its tables so), then in
+# 16 waves: a job's fixed cost, and a task's.
+one_wave = cached(spark.range(0, 1000, 1, slots))
+many = cached(spark.range(0, 1000, 1, slots * 16))
+timed(one_wave.count)
+job = timed(one_wave.count, 9)
+task = max(0.0, (timed(many.count, 5) - job) / 15)
+# Each operation on a cached table of rows of {row_values} doubles (an assembled branch table's
+# arrays), large and tiny (one row a task): the difference is the per-byte cost. (The cache's own
+# rates are too small to tell from a job's noise at a size a short profile can afford: a 32 MiB
+# read is about 10 ms against 0.3 s a job; they keep their assumed values.)
+def arrays(rows):
+    return cached(spark.range(0, rows, 1, slots).select(
+        F.array_repeat(F.rand(seed=1), {row_values}).alias("v")))
+def identity(batches):
+    yield from batches
+def total(frame):
+    frame.agg(F.sum(F.element_at("v", 1))).collect()
+OPERATIONS = {{
+    "scan": lambda frame: lambda: total(frame),
+    "arrow": lambda frame: lambda: total(frame.mapInArrow(identity, frame.schema)),
+    "shuffle": lambda frame: lambda: total(frame.repartition(slots * 2)),
+}}
+large, tiny = arrays({rows}), arrays(slots)
+OPERATIONS["arrow"](tiny)()  # starts the Python workers
+seconds = {{}}
+for name, operation in OPERATIONS.items():
+    seconds[name] = {{"large": timed(operation(large)), "tiny": timed(operation(tiny))}}
+# A Python task's own cost (the Arrow stream, the function sent and loaded): the identity over a
+# tiny table in 16 waves of tasks against one wave, less what 15 waves of JVM tasks cost.
+python_16 = timed(OPERATIONS["arrow"](cached(tiny.repartition(slots * 16))))
+python_task = max(0.0, (python_16 - seconds["arrow"]["tiny"]) / 15 - task)
+# MLlib: logistic regression at two iteration counts (no convergence test stops it early).
+rng = numpy.random.default_rng(0)
+points = [(Vectors.dense(rng.normal(size=32)), float(i % 2)) for i in range(400)]
+train = cached(spark.createDataFrame(points, ["features", "label"]).repartition(slots))
+def fit(iterations):
+    LogisticRegression(maxIter=iterations, tol=0.0, regParam=0.01).fit(train)
+fit(2)
+fit_2, fit_12 = timed(lambda: fit(2)), timed(lambda: fit(12))
+stop_owned_session()
+print(json.dumps({{"slots": slots, "job_seconds": job, "task_seconds": task,
+    "python_task_seconds": python_task,
+    "data_bytes": {rows} * {row_values} * 8, "seconds": seconds, "fit_2_seconds": fit_2,
+    "fit_12_seconds": fit_12}}))
+"""
+SPARK_ROWS = 8192
+SPARK_ROW_VALUES = 512
+"""The Spark profile's large table: 8,192 rows of 512 doubles, 32 MiB."""
+
+
+def spark_constants(spark: dict[str, Any]) -> dict[str, float]:
+    """The runtime model's Spark constants from the Spark profile (``SPARK``'s output): per-byte
+    rates in core-seconds (every slot works on its share at once), fixed costs in seconds: the
+    per-job and per-task overheads (and a Python task's more), the Arrow round trip to a Python
+    worker, a shuffle, and an MLlib iteration's jobs."""
+    slots, size, task = spark["slots"], spark["data_bytes"], spark["task_seconds"]
+    seconds = spark["seconds"]
+
+    def per_byte(name: str, less: str | None = None, times: float = 1.0) -> float:
+        """(large - tiny) of ``name``, less that of ``less``, per byte, per core."""
+        extra = seconds[name]["large"] - seconds[name]["tiny"]
+        if less is not None:
+            extra -= seconds[less]["large"] - seconds[less]["tiny"]
+        return max(0.0, extra) * slots / (size * times)
+
+    return {
+        "job_overhead_seconds": spark["job_seconds"],
+        "task_overhead_seconds": task,
+        "python_task_overhead_seconds": spark["python_task_seconds"],
+        # the identity through a Python worker: every byte goes there and back
+        "arrow_seconds_per_byte": per_byte("arrow", "scan", times=2),
+        "shuffle_seconds_per_byte": per_byte("shuffle", "scan"),
+        # one iteration's jobs, less the wave of tasks ``runtime`` charges besides
+        "mllib_iteration_seconds": max(
+            0.0, (spark["fit_12_seconds"] - spark["fit_2_seconds"]) / 10 - task
+        ),
+    }
+
+
 def measure_constants() -> dict[str, Any]:
     """Every machine constant the cost model reads from ``calibration.json``, with its evidence."""
+    # The load before this profile's own processes: the average over the last minute counts
+    # them too once they run, which on 2 cores alone reads as "busy".
+    load_before = os.getloadavg()[0]
     driver = _run(DRIVER)
     daemon = _run(DAEMON)
     # A worker's start, then the real worker path (udfs.inference.runner_for) in the same
@@ -256,14 +363,13 @@ def measure_constants() -> dict[str, Any]:
     worker_and_runners = _run(WORKER + RUNNERS)
     worker, runners = worker_and_runners["worker"], worker_and_runners["runners"]
     conv1 = _run(CONV.format(batch=8, reps=5, memory=True), threads=1)
-    busy_before = os.getloadavg()[0]
     conv2 = _run(CONV.format(batch=8, reps=5, memory=False), threads=2)
-    busy_after = os.getloadavg()[0]
     # Two single-thread processes at once, as a node's two concurrent inference tasks run. Their
     # model builds overlap, so most of their timed batches run together; the median batch of
     # each (not the best, which may have run while the other was not yet or no longer busy).
     pair = _run_together(CONV.format(batch=8, reps=8, memory=False), 2, threads=1)
     decode = _run(DECODE)
+    spark = _run(SPARK.format(partitions=4, rows=SPARK_ROWS, row_values=SPARK_ROW_VALUES))
     flops_per_second_1 = conv1["flops_per_image"] * conv1["batch"] / conv1["seconds_per_batch"]
     flops_per_second_2 = conv2["flops_per_image"] * conv2["batch"] / conv2["seconds_per_batch"]
     alone = conv1["flops_per_image"] * conv1["batch"] / conv1["median_seconds_per_batch"]
@@ -304,16 +410,19 @@ def measure_constants() -> dict[str, Any]:
         "decode_seconds_per_jpeg_byte": decode["decode_seconds"] / decode["jpeg_bytes"],
         "resize_seconds_per_output_pixel": decode["resize_preprocess_seconds"]
         / decode["output_pixels"],
+        **spark_constants(spark),
     }
     unreliable = []
-    # Two threads can only show their speedup when a second core is free: with other work
-    # running (load above one core besides ours), the figure measures the neighbours.
-    if min(busy_before, busy_after) > 1.5 or conv2["cores_busy"] < 1.2:
+    # Two threads can only show their speedup when a second core is free: other work running
+    # before the profile began, or two threads that did not keep two cores busy, mean the
+    # figures measure the neighbours.
+    if load_before > 1.5 or conv2["cores_busy"] < 1.2:
         unreliable.append("tf_thread_scaling_exponent")
         unreliable.append("tf_concurrency_scaling_exponent")
     return {
         "machine": this_machine(),
         "load_average": os.getloadavg(),
+        "load_before": load_before,
         "measured_at": datetime.now(UTC).strftime("%Y-%m-%d"),
         "values": {k: v for k, v in values.items() if k not in unreliable},
         "unreliable": {k: values[k] for k in unreliable},
@@ -326,6 +435,7 @@ def measure_constants() -> dict[str, Any]:
             "resnet50_2_processes": pair,
             "decode": decode,
             "runners": runners,
+            "spark": spark,
         },
     }
 
