@@ -192,20 +192,24 @@ def train_seconds(decision: Any) -> float:
     return float(value)
 
 
-def test_each_mllib_iteration_pays_the_calibrated_iteration_overhead(user_file: Path) -> None:
-    """Training is charged ``mllib_iteration_seconds`` per iteration of every fit: one more
-    second an iteration adds max_iter seconds to each layer's fit (the same plan chosen)."""
+def test_each_mllib_iteration_and_fit_pays_its_calibrated_overhead(user_file: Path) -> None:
+    """Training is charged ``mllib_iteration_seconds`` per iteration of every fit and
+    ``mllib_fit_seconds`` per fit: one more second of each adds max_iter + 1 seconds to each
+    layer's fit (the same plan chosen)."""
     sql = statement(model="LOGREG (max_iter = 10)")
     before = decide(sql)
     document = shipped()
-    slower = constants().mllib_iteration_seconds + 1.0
-    values = {**document["values"], "mllib_iteration_seconds": slower}
+    values = {
+        **document["values"],
+        "mllib_iteration_seconds": constants().mllib_iteration_seconds + 1.0,
+        "mllib_fit_seconds": constants().mllib_fit_seconds + 1.0,
+    }
     write_calibration({**document, "values": values})
     after = decide(sql)
     assert after.chosen.alternative == before.chosen.alternative
     layers = len(after.chosen.plan.branches)
     added = train_seconds(after) - train_seconds(before)
-    assert added == pytest.approx(10 * layers, rel=0.05)
+    assert added == pytest.approx(11 * layers, rel=0.05)
 
 
 def test_the_spark_profile_becomes_the_runtime_models_spark_constants() -> None:
@@ -220,6 +224,7 @@ def test_the_spark_profile_becomes_the_runtime_models_spark_constants() -> None:
         "job_seconds": 0.2,
         "task_seconds": 0.01,
         "python_task_seconds": 0.04,
+        "mllib_partitions": 4,
         "data_bytes": 32 * mib,
         "seconds": {
             "scan": {"large": 0.5, "tiny": 0.2},
@@ -236,8 +241,10 @@ def test_the_spark_profile_becomes_the_runtime_models_spark_constants() -> None:
     # arrow: (1.1 - 0.3) s x 2 cores over 2 x 32 MiB
     assert values["arrow_seconds_per_byte"] == pytest.approx(0.8 * 2 / (64 * mib))
     assert values["shuffle_seconds_per_byte"] == pytest.approx(0.3 * 2 / (32 * mib))
-    # (2.5 - 1.0) / 10 iterations, less the one wave of tasks the model charges besides
-    assert values["mllib_iteration_seconds"] == pytest.approx(0.14)
+    # (2.5 - 1.0) / 10 iterations, less the two waves of tasks the model charges besides
+    assert values["mllib_iteration_seconds"] == pytest.approx(0.13)
+    # a 2-iteration fit, less its iterations and the 2 reads + 1 jobs counted apart
+    assert values["mllib_fit_seconds"] == pytest.approx(1.0 - 2 * 0.15 - 3 * 0.2)
     # noise can make a difference negative: a rate is never below zero
     measured["seconds"]["shuffle"] = {"large": 0.2, "tiny": 0.3}
     assert spark_constants(measured)["shuffle_seconds_per_byte"] == 0.0

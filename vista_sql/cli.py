@@ -234,7 +234,8 @@ def _calibrate(args: argparse.Namespace) -> int:
             f"spark        {values['job_overhead_seconds'] * 1e3:.0f} ms a job,"
             f" {values['task_overhead_seconds'] * 1e3:.0f} ms a task"
             f" (+{values['python_task_overhead_seconds'] * 1e3:.0f} ms a Python task),"
-            f" {values['mllib_iteration_seconds'] * 1e3:.0f} ms an MLlib iteration,"
+            f" {values['mllib_iteration_seconds'] * 1e3:.0f} ms an MLlib iteration"
+            f" and {values.get('mllib_fit_seconds', 0.0):.2f} s a fit,"
             f" Arrow {values['arrow_seconds_per_byte'] * 1e9:.1f} ns/byte"
         )
     for name in document.get("unreliable", {}):

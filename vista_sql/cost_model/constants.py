@@ -482,6 +482,14 @@ class CostConstants:
         " evaluates the loss 1-2 times an iteration) and the driver's step between them; Spark's"
         " event log of LOGREG on 2,200 rows here: 13 jobs of 0.05-0.1 s for 10 iterations",
     )
+    mllib_fit_seconds: float = _c(
+        0.5,
+        "seconds",
+        ASSUMED,
+        "one MLlib fit's fixed part beyond the jobs counted apart: its instances blocked and"
+        " cached, the summary statistics' aggregation, the driver's setup; Spark's event log of"
+        " LOGREG on 2,200 rows here: a summarizer job of 0.6 s and a first loss job of 0.8 s",
+    )
     stage_overhead_seconds: float = _c(
         0.05, "seconds", ASSUMED, "one more stage in a job (a shuffle's map side)"
     )

@@ -393,7 +393,7 @@ def _train(f: NodeFacts, facts: PlanFacts, memory: MemoryModel, cluster: _Cluste
     level = work * (entry.iteration_flops_per_value / jvm)
     blocks_spilled = training_blocks(f) * memory.spill_fraction * consts.disk_seconds_per_byte
     iteration = cluster.spread(level + blocks_spilled) + consts.mllib_iteration_seconds
-    per_fit = cluster.spread(prepare) + iteration * model.iterations
+    per_fit = cluster.spread(prepare) + consts.mllib_fit_seconds + iteration * model.iterations
     jobs = (reads + model.fits) * consts.job_overhead_seconds
     if f.node.search == "halving":
         scaled = cluster.spread(level + blocks_spilled)
@@ -437,7 +437,7 @@ def _halving(
     seconds = seconds + consts.job_overhead_seconds
     for current in rounds:
         sample = (cluster.spread(prepare) + scaled * model.iterations) * current.fraction
-        jobs = model.iterations * consts.mllib_iteration_seconds
+        jobs = model.iterations * consts.mllib_iteration_seconds + consts.mllib_fit_seconds
         seconds = seconds + (sample + jobs + scoring) * (current.candidates / layers)
     winner = one_fit + 2 * consts.job_overhead_seconds
     return seconds + winner * (1 / layers)

@@ -28,6 +28,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import time
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -43,8 +44,6 @@ if TYPE_CHECKING:
 
 def measure() -> dict[str, Any]:
     """``measure_constants`` timed: the document ``vista-sql calibrate`` writes."""
-    import time
-
     started = time.perf_counter()
     document = measure_constants()
     document["seconds"] = round(time.perf_counter() - started, 1)
@@ -303,20 +302,25 @@ for name, operation in OPERATIONS.items():
 # tiny table in 16 waves of tasks against one wave, less what 15 waves of JVM tasks cost.
 python_16 = timed(OPERATIONS["arrow"](cached(tiny.repartition(slots * 16))))
 python_task = max(0.0, (python_16 - seconds["arrow"]["tiny"]) / 15 - task)
-# MLlib: logistic regression at two iteration counts (no convergence test stops it early).
+# MLlib: logistic regression at two iteration counts (no convergence test stops it early), on
+# a small branch table as the executor caches it (rows of a few hundred features, two waves of
+# tasks): each iteration is a job or two, and the fit's fixed part its setup.
 rng = numpy.random.default_rng(0)
-points = [(Vectors.dense(rng.normal(size=32)), float(i % 2)) for i in range(400)]
-train = cached(spark.createDataFrame(points, ["features", "label"]).repartition(slots))
+points = [(Vectors.dense(rng.normal(size={mllib_values})), float(i % 2))
+          for i in range({mllib_rows})]
+train = cached(spark.createDataFrame(points, ["features", "label"]).repartition(slots * 2))
 def fit(iterations):
     LogisticRegression(maxIter=iterations, tol=0.0, regParam=0.01).fit(train)
 fit(2)
 fit_2, fit_12 = timed(lambda: fit(2)), timed(lambda: fit(12))
 stop_owned_session()
 print(json.dumps({{"slots": slots, "job_seconds": job, "task_seconds": task,
-    "python_task_seconds": python_task,
+    "python_task_seconds": python_task, "mllib_partitions": slots * 2,
     "data_bytes": {rows} * {row_values} * 8, "seconds": seconds, "fit_2_seconds": fit_2,
     "fit_12_seconds": fit_12}}))
 """
+MLLIB_ROWS = 800
+MLLIB_VALUES = 512
 SPARK_ROWS = 8192
 SPARK_ROW_VALUES = 512
 """The Spark profile's large table: 8,192 rows of 512 doubles, 32 MiB."""
@@ -326,9 +330,14 @@ def spark_constants(spark: dict[str, Any]) -> dict[str, float]:
     """The runtime model's Spark constants from the Spark profile (``SPARK``'s output): per-byte
     rates in core-seconds (every slot works on its share at once), fixed costs in seconds: the
     per-job and per-task overheads (and a Python task's more), the Arrow round trip to a Python
-    worker, a shuffle, and an MLlib iteration's jobs."""
+    worker, a shuffle, and MLlib's: an iteration's jobs and a fit's fixed part."""
+    from vista_sql.cost_model.constants import CostConstants
+
     slots, size, task = spark["slots"], spark["data_bytes"], spark["task_seconds"]
     seconds = spark["seconds"]
+    iteration = (spark["fit_12_seconds"] - spark["fit_2_seconds"]) / 10
+    waves = math.ceil(spark.get("mllib_partitions", slots) / slots)
+    passes = CostConstants().linear_input_passes
 
     def per_byte(name: str, less: str | None = None, times: float = 1.0) -> float:
         """(large - tiny) of ``name``, less that of ``less``, per byte, per core."""
@@ -344,9 +353,12 @@ def spark_constants(spark: dict[str, Any]) -> dict[str, float]:
         # the identity through a Python worker: every byte goes there and back
         "arrow_seconds_per_byte": per_byte("arrow", "scan", times=2),
         "shuffle_seconds_per_byte": per_byte("shuffle", "scan"),
-        # one iteration's jobs, less the wave of tasks ``runtime`` charges besides
-        "mllib_iteration_seconds": max(
-            0.0, (spark["fit_12_seconds"] - spark["fit_2_seconds"]) / 10 - task
+        # one iteration's jobs, less the waves of tasks ``runtime`` charges besides
+        "mllib_iteration_seconds": max(0.0, iteration - waves * task),
+        # the rest of a fit of two iterations, less the jobs ``runtime`` counts apart (its reads
+        # of the table, and one more)
+        "mllib_fit_seconds": max(
+            0.0, spark["fit_2_seconds"] - 2 * iteration - (passes + 1) * spark["job_seconds"]
         ),
     }
 
@@ -356,20 +368,45 @@ def measure_constants() -> dict[str, Any]:
     # The load before this profile's own processes: the average over the last minute counts
     # them too once they run, which on 2 cores alone reads as "busy".
     load_before = os.getloadavg()[0]
-    driver = _run(DRIVER)
-    daemon = _run(DAEMON)
+    steps: dict[str, float] = {}
+    """Seconds each profiling process took (the document's ``step_seconds``)."""
+
+    def step(name: str, run: Any, *args: Any, **kwargs: Any) -> Any:
+        started = time.perf_counter()
+        result = run(*args, **kwargs)
+        steps[name] = round(time.perf_counter() - started, 1)
+        return result
+
+    driver = step("driver", _run, DRIVER)
+    daemon = step("daemon", _run, DAEMON)
     # A worker's start, then the real worker path (udfs.inference.runner_for) in the same
     # process: seeded random weights, partial model, tf.function, whose first call traces.
-    worker_and_runners = _run(WORKER + RUNNERS)
+    worker_and_runners = step("worker_and_runners", _run, WORKER + RUNNERS)
     worker, runners = worker_and_runners["worker"], worker_and_runners["runners"]
-    conv1 = _run(CONV.format(batch=8, reps=5, memory=True), threads=1)
-    conv2 = _run(CONV.format(batch=8, reps=5, memory=False), threads=2)
+    conv1 = step("conv_1_thread", _run, CONV.format(batch=8, reps=5, memory=True), threads=1)
+    conv2 = step("conv_2_threads", _run, CONV.format(batch=8, reps=5, memory=False), threads=2)
     # Two single-thread processes at once, as a node's two concurrent inference tasks run. Their
     # model builds overlap, so most of their timed batches run together; the median batch of
     # each (not the best, which may have run while the other was not yet or no longer busy).
-    pair = _run_together(CONV.format(batch=8, reps=8, memory=False), 2, threads=1)
-    decode = _run(DECODE)
-    spark = _run(SPARK.format(partitions=4, rows=SPARK_ROWS, row_values=SPARK_ROW_VALUES))
+    pair = step(
+        "conv_2_processes",
+        _run_together,
+        CONV.format(batch=8, reps=8, memory=False),
+        2,
+        threads=1,
+    )
+    decode = step("decode", _run, DECODE)
+    spark = step(
+        "spark",
+        _run,
+        SPARK.format(
+            partitions=4,
+            rows=SPARK_ROWS,
+            row_values=SPARK_ROW_VALUES,
+            mllib_rows=MLLIB_ROWS,
+            mllib_values=MLLIB_VALUES,
+        ),
+    )
     flops_per_second_1 = conv1["flops_per_image"] * conv1["batch"] / conv1["seconds_per_batch"]
     flops_per_second_2 = conv2["flops_per_image"] * conv2["batch"] / conv2["seconds_per_batch"]
     alone = conv1["flops_per_image"] * conv1["batch"] / conv1["median_seconds_per_batch"]
@@ -423,6 +460,7 @@ def measure_constants() -> dict[str, Any]:
         "machine": this_machine(),
         "load_average": os.getloadavg(),
         "load_before": load_before,
+        "step_seconds": steps,
         "measured_at": datetime.now(UTC).strftime("%Y-%m-%d"),
         "values": {k: v for k, v in values.items() if k not in unreliable},
         "unreliable": {k: values[k] for k in unreliable},
@@ -590,7 +628,6 @@ def profile_statement(query: TransferQuery, catalog: Catalog) -> StatementProfil
     calibration's for this statement's plan."""
     import pickle
     import tempfile
-    import time
 
     from vista_sql.cost_model.constants import constants
     from vista_sql.logical.plan import LayerOut, WeightsSpec
