@@ -231,6 +231,7 @@ def test_the_spark_profile_becomes_the_runtime_models_spark_constants() -> None:
             "arrow": {"large": 1.5, "tiny": 0.4},
             "shuffle": {"large": 0.9, "tiny": 0.3},
         },
+        "first_fit_seconds": 3.5,
         "fit_2_seconds": 1.0,
         "fit_12_seconds": 2.5,
     }
@@ -245,6 +246,8 @@ def test_the_spark_profile_becomes_the_runtime_models_spark_constants() -> None:
     assert values["mllib_iteration_seconds"] == pytest.approx(0.13)
     # a 2-iteration fit, less its iterations and the 2 reads + 1 jobs counted apart
     assert values["mllib_fit_seconds"] == pytest.approx(1.0 - 2 * 0.15 - 3 * 0.2)
+    # the session's first fit beyond a later one
+    assert values["mllib_warmup_seconds"] == pytest.approx(2.5)
     # noise can make a difference negative: a rate is never below zero
     measured["seconds"]["shuffle"] = {"large": 0.2, "tiny": 0.3}
     assert spark_constants(measured)["shuffle_seconds_per_byte"] == 0.0
@@ -269,3 +272,20 @@ def test_each_inference_task_pays_a_python_tasks_overhead(user_file: Path) -> No
     )
     added = inference_seconds(after) - inference_seconds(before)
     assert infers >= 1 and added == pytest.approx(4 * infers, rel=0.05)
+
+
+def test_a_plan_that_trains_pays_mllibs_warmup_once(user_file: Path) -> None:
+    """The session's first fit loads and compiles MLlib's code: charged once per statement
+    (``mllib_warmup_seconds``, in its startup), however many layers it trains."""
+    sql = statement(model="LOGREG (max_iter = 10)")
+    before = decide(sql)
+    document = shipped()
+    warmup = constants().mllib_warmup_seconds + 5.0
+    write_calibration(
+        {**document, "values": {**document["values"], "mllib_warmup_seconds": warmup}}
+    )
+    after = decide(sql)
+    assert after.chosen.alternative == before.chosen.alternative
+    added = after.chosen.runtime.startup.value - before.chosen.runtime.startup.value
+    assert added == pytest.approx(5.0)
+    assert after.chosen.time.value - before.chosen.time.value == pytest.approx(5.0)

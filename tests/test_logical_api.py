@@ -203,3 +203,14 @@ def test_explain_logical_loads_neither_spark_nor_tensorflow() -> None:
     assert after_explain == "[]"
     assert after_import == "[]"
     print(f"import vista_sql took {run.stderr.strip()} s in a fresh interpreter")
+
+
+def test_every_roster_cnn_travels_as_a_catalog_document_and_back() -> None:
+    """``cnn_document`` is ``parse_catalog``'s inverse: a CNN's description (a registered one's
+    too, for the profiling interpreter of ``WITH (calibrate = true)``) travels as JSON data."""
+    from vista_sql.catalog import cnn_document, parse_catalog
+
+    for info in roster().cnns:
+        document = json.loads(json.dumps({"cnns": {info.name: cnn_document(info)}}))
+        (back,) = parse_catalog(document).cnns
+        assert back == info, info.name

@@ -143,6 +143,38 @@ def parse_catalog(document: dict[str, Any]) -> Catalog:
     return Catalog(cnns=cnns, measured=document.get("measured"))
 
 
+def cnn_document(info: CnnInfo) -> dict[str, Any]:
+    """``info`` as an entry of a catalog document (``parse_catalog`` reads it back): how a CNN's
+    description travels as data, never as a pickle."""
+
+    def layer(item: LayerInfo) -> dict[str, Any]:
+        resume = (
+            {"keras": item.resume_keras, "shape": list(item.resume_shape or ())}
+            if item.resume_keras is not None
+            else None
+        )
+        return {
+            "name": item.name,
+            "keras": item.keras,
+            "kind": item.kind,
+            "shape": list(item.shape),
+            "resume": resume,
+            "flops": item.flops,
+            "param_bytes": item.param_bytes,
+            "activation_bytes": item.activation_bytes,
+            "peak_rss_bytes": item.peak_rss_bytes,
+        }
+
+    return {
+        "display": info.display,
+        "source": info.source,
+        "input_size": list(info.input_size),
+        "preprocess": info.preprocess,
+        "layers": [layer(item) for item in info.layers],
+        "param_bytes": info.param_bytes,
+    }
+
+
 @cache
 def roster() -> Catalog:
     """The roster as shipped in ``cnns.json``."""

@@ -490,6 +490,14 @@ class CostConstants:
         " cached, the summary statistics' aggregation, the driver's setup; Spark's event log of"
         " LOGREG on 2,200 rows here: a summarizer job of 0.6 s and a first loss job of 0.8 s",
     )
+    mllib_warmup_seconds: float = _c(
+        3.0,
+        "seconds",
+        MEASURED,
+        "a session's first MLlib fit beyond a later one's (the JVM loads and compiles MLlib's"
+        " code): Spark's event log of AlexNet's 4 layers on 500 rows here, fits of 5.5, 2.4, 2.1"
+        " and 1.5 s",
+    )
     stage_overhead_seconds: float = _c(
         0.05, "seconds", ASSUMED, "one more stage in a job (a shuffle's map side)"
     )

@@ -160,6 +160,8 @@ def runtime(
             OperatorTime(f.number, step, once, f.passes, once * f.passes + extra, extra)
         )
     startup = _startup(facts, consts)
+    if any(isinstance(f.node, Train) and f.passes > 0 for f in facts.nodes):
+        startup = startup + consts.mllib_warmup_seconds  # the session's first fit
     return RuntimeModel(
         operators=tuple(operators),
         startup=startup,
