@@ -529,7 +529,7 @@ def summarize(records: list[dict[str, Any]]) -> dict[str, Any]:
         forced = {p: r for p, r in plans.items() if p not in ("chosen", "authors", "naive")}
         finished = {p: r for p, r in forced.items() if r["status"] == "finished"}
         for r in plans.values():
-            if r["status"] != "finished":
+            if r["status"] != "finished" or r["plan"] == "chosen":  # planned only
                 continue
             for c in CONSTANTS:
                 estimate = r.get("estimates", {}).get(c, {})
