@@ -77,6 +77,11 @@ def evaluation_jobs(held_out: Estimate) -> int:
 BRANCH_TABLE_COUNTS = 2
 """The executor counts the branch table when caching it and the training rows after the fit."""
 
+BRANCH_CHECK_JOBS = 4
+"""Jobs on each branch table besides its reads: the executor's check for bad images (a sorted
+collect: its sample and the collect) and the training split's counts (``train.split_counts``,
+its aggregate and its result); Spark's event log shows four per layer."""
+
 
 @dataclass(frozen=True, slots=True)
 class OperatorTime:
@@ -396,7 +401,7 @@ def _train(f: NodeFacts, facts: PlanFacts, memory: MemoryModel, cluster: _Cluste
     blocks_spilled = training_blocks(f) * memory.spill_fraction * consts.disk_seconds_per_byte
     iteration = cluster.spread(level + blocks_spilled) + consts.mllib_iteration_seconds
     per_fit = cluster.spread(prepare) + consts.mllib_fit_seconds + iteration * model.iterations
-    jobs = (reads + model.fits) * consts.job_overhead_seconds
+    jobs = (reads + model.fits + BRANCH_CHECK_JOBS) * consts.job_overhead_seconds
     if f.node.search == "halving":
         scaled = cluster.spread(level + blocks_spilled)
         return _halving(f, facts, per_fit, scaled, prepare, cluster, memory)
@@ -435,8 +440,9 @@ def _halving(
     passes = model.input_passes - (2 * model.folds if f.node.model.grid else 0)
     reads = fits * passes + BRANCH_TABLE_COUNTS
     seconds = cluster.spread(_branch_table_read(assembled, memory, consts) * reads)
-    # each layer's split and samples are counted once (physical.search), not once a fit
-    seconds = seconds + consts.job_overhead_seconds
+    # each layer's split and samples are counted once (physical.search), not once a fit, and
+    # its bad images checked once
+    seconds = seconds + BRANCH_CHECK_JOBS * consts.job_overhead_seconds
     for current in rounds:
         sample = (cluster.spread(prepare) + scaled * model.iterations) * current.fraction
         jobs = model.iterations * consts.mllib_iteration_seconds + consts.mllib_fit_seconds

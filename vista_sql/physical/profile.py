@@ -271,13 +271,17 @@ def cached(frame, level=StorageLevel.MEMORY_AND_DISK_DESER):
     frame = frame.persist(level)
     frame.count()
     return frame
-# A count of a cached table in one wave of tasks (the executor counts its tables so), then in
-# 16 waves: a job's fixed cost, and a task's.
+# A count of a filter of a cached table in one wave of tasks, then in 16 waves: a job's fixed
+# cost, and a task's. Each query is new (another literal), as the executor's are: its analysis
+# and planning on the driver count too.
 one_wave = cached(spark.range(0, 1000, 1, slots))
 many = cached(spark.range(0, 1000, 1, slots * 16))
-timed(one_wave.count)
-job = timed(one_wave.count, 9)
-task = max(0.0, (timed(many.count, 5) - job) / 15)
+queries = iter(range(1_000_000))
+def count(frame):
+    return lambda: frame.filter(F.col("id") != -next(queries) - 1).count()
+timed(count(one_wave))
+job = timed(count(one_wave), 9)
+task = max(0.0, (timed(count(many), 5) - job) / 15)
 # Each operation on a cached table of rows of {row_values} doubles (an assembled branch table's
 # arrays), large and tiny (one row a task): the difference is the per-byte cost. (The cache's own
 # rates are too small to tell from a job's noise at a size a short profile can afford: a 32 MiB
