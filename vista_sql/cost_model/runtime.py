@@ -6,6 +6,11 @@ shuffles and persistence), then spread over the task slots in waves: ``ceil(part
 rounds of ``work / partitions`` each, plus a fixed cost per task. Running more tasks than cores,
 or more TensorFlow threads than a slot's share of the cores, slows each task down in proportion.
 
+Fixed costs come beside the work, each a constant ``vista-sql calibrate`` measures: a job's
+(analysis, planning, scheduling), a task's and a Python task's more (every inference task), an
+MLlib iteration's jobs and a fit's setup, and MLlib's warm-up once a statement (the session's
+first fit loads and compiles its code).
+
 An operator runs once per pass (``facts.passes``): a plan that does not persist shared work pays
 for it again on every read, including the second read of MLlib's training pass and the evaluation.
 Spilled cached data is read from disk on every pass, and the training blocks MLlib spills are read
