@@ -620,6 +620,8 @@ def table(summary: dict[str, Any]) -> str:
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for r in summary["workloads"]:
+        if not r["alternatives"]:  # planned, none of its plans measured yet
+            continue
         budget = f"{r['budget_gib']:g} GiB" if r["budget_gib"] else "machine"
         authors = r["authors"] if "authors_vs_fastest" not in r else ratio(r["authors_vs_fastest"])
         naive = r["naive"] if "naive_vs_fastest" not in r else ratio(r["naive_vs_fastest"])
