@@ -47,6 +47,14 @@ def shipped() -> dict[str, Any]:
     return {k: v for k, v in document.items() if k != "path"}
 
 
+def raise_constants(**more: float) -> None:
+    """Write the shipped calibration with each named constant raised by its amount."""
+    document = shipped()
+    current = constants()
+    values = {name: getattr(current, name) + amount for name, amount in more.items()}
+    write_calibration({**document, "values": {**document["values"], **values}})
+
+
 def inference_seconds(decision: Any) -> float:
     steps = dict(decision.chosen.runtime.by_step())
     value = steps["inference"].value
@@ -198,13 +206,7 @@ def test_each_mllib_iteration_and_fit_pays_its_calibrated_overhead(user_file: Pa
     layer's fit (the same plan chosen)."""
     sql = statement(model="LOGREG (max_iter = 10)")
     before = decide(sql)
-    document = shipped()
-    values = {
-        **document["values"],
-        "mllib_iteration_seconds": constants().mllib_iteration_seconds + 1.0,
-        "mllib_fit_seconds": constants().mllib_fit_seconds + 1.0,
-    }
-    write_calibration({**document, "values": values})
+    raise_constants(mllib_iteration_seconds=1.0, mllib_fit_seconds=1.0)
     after = decide(sql)
     assert after.chosen.alternative == before.chosen.alternative
     layers = len(after.chosen.plan.branches)
@@ -260,11 +262,7 @@ def test_each_inference_task_pays_a_python_tasks_overhead(user_file: Path) -> No
     Python task adds a second per wave of every inference stage (2 slots: 8 partitions, 4)."""
     sql = statement(options="executor_cores = 2, partitions = 8, inference = eager")
     before = decide(sql)
-    document = shipped()
-    slower = constants().python_task_overhead_seconds + 1.0
-    write_calibration(
-        {**document, "values": {**document["values"], "python_task_overhead_seconds": slower}}
-    )
+    raise_constants(python_task_overhead_seconds=1.0)
     after = decide(sql)
     assert after.chosen.choice == before.chosen.choice
     infers = sum(
@@ -279,11 +277,7 @@ def test_a_plan_that_trains_pays_mllibs_warmup_once(user_file: Path) -> None:
     (``mllib_warmup_seconds``, in its startup), however many layers it trains."""
     sql = statement(model="LOGREG (max_iter = 10)")
     before = decide(sql)
-    document = shipped()
-    warmup = constants().mllib_warmup_seconds + 5.0
-    write_calibration(
-        {**document, "values": {**document["values"], "mllib_warmup_seconds": warmup}}
-    )
+    raise_constants(mllib_warmup_seconds=5.0)
     after = decide(sql)
     assert after.chosen.alternative == before.chosen.alternative
     added = after.chosen.runtime.startup.value - before.chosen.runtime.startup.value
