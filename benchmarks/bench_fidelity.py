@@ -17,8 +17,10 @@ plans made without it in mind are killed. On each workload (CNN x size x budget)
   partitions, join, storage level, heap and memory fraction) run through vista_sql;
 - **Naive in Spark** (``methods.method_naive_spark``: lazy inference before the join, Spark's
   defaults and the guides' heap on a session of its own);
-- **the optimizer's choice**: which alternative vista_sql picks for the workload (planned only:
-  its run is the forced run of that alternative).
+- **the optimizer's choice**, run as chosen: its alternative with the physical choices the
+  optimizer makes when it compares them all (a forced alternative gets the best choices for that
+  alternative alone, which may differ once the cost model changes; a grid from before this ran
+  the chosen plan planned only, judged by its alternative's forced run).
 
 Each plan runs in a fresh process inside a memory cgroup (the machine's memory as its limit when
 there is no budget, so that the kernel counts the peak and any OOM kill alike), which first
@@ -51,11 +53,9 @@ import argparse
 import json
 import os
 import signal
-import subprocess
 import sys
-import threading
+import tempfile
 import time
-from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -64,7 +64,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "benchmarks"))
 
-from bench_headline import TOP_LAYERS, TreePeak, ensure_dataset  # noqa: E402
+from bench_headline import TOP_LAYERS, ensure_dataset, run_measured  # noqa: E402
 from bench_scale import cpu_flags  # noqa: E402
 
 from vista_sql.physical.cgroup import MemoryCgroup, unavailable_reason  # noqa: E402
@@ -198,8 +198,8 @@ def plan_once(spec: dict[str, Any]) -> dict[str, Any]:
             "stages": {step: e.value for step, e in chosen.runtime.by_step()},
         }
     out |= {"statement": sql, "estimates": estimates}
-    if plan == "chosen" or spec.get("estimate_only"):  # the chosen plan's run is the forced
-        return {**out, "status": "ok"}  # run of its alternative
+    if spec.get("estimate_only"):
+        return {**out, "status": "ok"}
     if "refused" in estimates["calibrated"]:
         return {**out, "status": "refused", "reason": estimates["calibrated"]["refused"]}
     started = time.perf_counter()
@@ -314,50 +314,25 @@ def launch(
         "plan": plan,
         "load_before": os.getloadavg()[0],
     }
-    group = MemoryCgroup.create(budget or machine_bytes) if unavailable_reason() is None else None
     argv = [sys.executable, __file__, "one", json.dumps(spec)]
-    timed_out = False
-    with group if group is not None else nullcontext():
-        started = time.perf_counter()
-        process = subprocess.Popen(
-            group.command(argv) if group is not None else argv,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            env=env,
-            cwd=REPO,
-            start_new_session=True,
-        )
-        peak = TreePeak(process.pid)
-        sampler = threading.Thread(target=peak.run, daemon=True)
-        sampler.start()
-        try:
-            stdout, stderr = process.communicate(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            timed_out = True
-            os.killpg(process.pid, signal.SIGKILL)
-            stdout, stderr = process.communicate()
-        finally:  # stopped itself: the plan's processes go too, so that the cgroup can
-            if process.poll() is None:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait()
-        record["process_seconds"] = time.perf_counter() - started
-        peak.stop()
-        sampler.join()
-        if group is not None:
-            record["oom_kills"] = group.oom_kills or 0
-            record["cgroup_peak_bytes"] = group.peak_bytes
-    record["exit_code"] = process.returncode
-    record["tree_peak_bytes"] = peak.peak.total if peak.peak is not None else None
+    limit = (budget or machine_bytes) if unavailable_reason() is None else None
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        run = run_measured(argv, env, limit, timeout, out, err)
+        out.seek(0)
+        err.seek(0)
+        stdout, stderr = out.read(), err.read()
+    record["process_seconds"] = run.seconds
+    record |= run.record()
+    record["tree_peak_bytes"] = run.peak.total if run.peak is not None else None
     lines = stdout.strip().splitlines()
     outcome: dict[str, Any] = {}
-    if process.returncode == 0 and lines:
+    if run.returncode == 0 and lines:
         try:
             outcome = json.loads(lines[-1])
         except json.JSONDecodeError:
             outcome = {}
     record.update(outcome)
-    if timed_out:
+    if run.timed_out:
         record["status"] = "timeout"
     elif outcome.get("status") in ("ok", "refused"):
         record["status"] = "finished" if outcome["status"] == "ok" else "refused"
@@ -429,15 +404,27 @@ ESTIMATES = RESULTS / "fidelity_estimates.jsonl"
 calibration changed: the report uses the latest for each plan."""
 
 
+def ran_alternative(record: dict[str, Any]) -> str | None:
+    """The logical alternative a measured vista_sql plan ran: its own, or the chosen plan's (its
+    calibrated estimate's when it ran); None for the baselines and a chosen plan not run."""
+    if record["plan"] in ("authors", "naive"):
+        return None
+    if record["plan"] == "chosen":
+        if "seconds" not in record:
+            return None
+        alternative = (record.get("estimates") or {}).get("calibrated", {}).get("alternative")
+        return str(alternative) if alternative else None
+    return str(record["plan"])
+
+
 def forced_options(record: dict[str, Any]) -> list[str]:
     """WITH options that force the physical choices a measured plan ran with (its calibrated
     estimate's ``choice``), so that a later cost model estimates that very plan. Thread counts
     and the memory fraction follow from the rest; the authors' and Naive's options force theirs
     already."""
-    if record["plan"] in ("chosen", "authors", "naive"):
-        return []
+    alternative = ran_alternative(record)
     choice = (record.get("estimates") or {}).get("calibrated", {}).get("choice")
-    if not choice:
+    if alternative is None or not choice:
         return []
     fields = dict(part.split("=", 1) for part in choice.split())
     options = [
@@ -446,7 +433,7 @@ def forced_options(record: dict[str, Any]) -> list[str]:
         f"batch_size = {fields['batch']}",
         f"partitions = {fields['partitions']}",
     ]
-    if record["plan"].endswith("/persist"):
+    if alternative.endswith("/persist"):
         options.append(f"persist = {fields['persist']}")
     return options
 
@@ -477,7 +464,8 @@ def reestimate(args: argparse.Namespace) -> None:
                 "rows": record["rows"],
                 "budget_bytes": budget,
                 "data": str(data),
-                "plan": record["plan"],
+                # a chosen plan that ran is estimated as what it ran
+                "plan": ran_alternative(record) or record["plan"],
                 "forced": forced_options(record),
                 "estimate_only": True,
             }
@@ -530,11 +518,18 @@ def summarize(records: list[dict[str, Any]]) -> dict[str, Any]:
     baseline_ratios: dict[str, list[float]] = {c: [] for c in CONSTANTS}
     baseline_peaks: dict[str, list[float]] = {c: [] for c in CONSTANTS}
     for (cnn, count, budget), plans in sorted(workloads.items(), key=lambda kv: str(kv[0])):
-        chosen = plans.get("chosen", {}).get("estimates", {})
+        chosen_record = plans.get("chosen", {})
+        chosen = chosen_record.get("estimates", {})
+        # The chosen plan runs as chosen (with the physical choices the optimizer made); grids
+        # from before it did have it planned only, judged by its alternative's forced run.
+        chosen_ran = "seconds" in chosen_record or chosen_record.get("status") not in (
+            None,
+            "finished",
+        )
         forced = {p: r for p, r in plans.items() if p not in ("chosen", "authors", "naive")}
         finished = {p: r for p, r in forced.items() if r["status"] == "finished"}
         for r in plans.values():
-            if r["status"] != "finished" or r["plan"] == "chosen":  # planned only
+            if r["status"] != "finished" or "seconds" not in r:  # planned only
                 continue
             baseline = r["plan"] in ("authors", "naive")
             for c in CONSTANTS:
@@ -547,19 +542,30 @@ def summarize(records: list[dict[str, Any]]) -> dict[str, Any]:
                     (baseline_peaks if baseline else peaks)[c].append(
                         r["peak_bytes"] / estimate["peak_bytes"]
                     )
-        fastest = min(finished.values(), key=lambda r: r["seconds"]) if finished else None
+        candidates = list(finished.values())
+        if chosen_ran and chosen_record["status"] == "finished":
+            candidates.append(chosen_record)
+        fastest = min(candidates, key=lambda r: r["seconds"]) if candidates else None
         row: dict[str, Any] = {
             "cnn": cnn,
             "rows": count,
             "budget_gib": budget,
             "alternatives": len(forced),
             "finished": len(finished),
-            "fastest": fastest["plan"] if fastest else None,
+            "fastest": (
+                None
+                if fastest is None
+                else f"chosen ({ran_alternative(fastest)})"
+                if fastest["plan"] == "chosen"
+                else fastest["plan"]
+            ),
             "fastest_seconds": fastest["seconds"] if fastest else None,
         }
         for c in CONSTANTS:
             name = chosen.get(c, {}).get("alternative")
             run = forced.get(name) if name else None
+            if c == "calibrated" and chosen_ran:  # what the optimizer chose, as it ran
+                run = chosen_record
             row[f"chosen_{c}"] = name
             row[f"chosen_{c}_status"] = run["status"] if run else None
             if run is not None and run["status"] == "finished" and fastest is not None:

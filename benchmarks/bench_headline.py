@@ -192,6 +192,72 @@ def ensure_dataset(root: Path, rows: int) -> Path:
     return directory
 
 
+@dataclass
+class Measured:
+    """One measured subprocess: how it ended, its time and its memory."""
+
+    returncode: int
+    seconds: float
+    timed_out: bool
+    peak: MemorySample | None
+    """The process tree's peak (TreePeak): JVM, Python workers and driver."""
+    oom_kills: int | None = None
+    cgroup_peak_bytes: int | None = None
+    """The cgroup's, when it ran in one."""
+
+    def record(self) -> dict[str, Any]:
+        """The fields a benchmark's JSON record keeps (no cgroup: no OOM or cgroup fields)."""
+        fields: dict[str, Any] = {"exit_code": self.returncode}
+        if self.oom_kills is not None:
+            fields["oom_kills"] = self.oom_kills
+            fields["cgroup_peak_bytes"] = self.cgroup_peak_bytes
+        return fields
+
+
+def run_measured(
+    argv: list[str],
+    env: dict[str, str],
+    limit_bytes: int | None,
+    timeout: float,
+    stdout: Any,
+    stderr: Any,
+) -> Measured:
+    """Run ``argv`` in a memory cgroup of ``limit_bytes`` (None: no cgroup), sampling its
+    process tree's peak, killed as a group at ``timeout`` or when this process stops (so that
+    the cgroup can go)."""
+    group = MemoryCgroup.create(limit_bytes) if limit_bytes is not None else None
+    timed_out = False
+    with group if group is not None else nullcontext():
+        started = time.perf_counter()
+        process = subprocess.Popen(
+            group.command(argv) if group is not None else argv,
+            stdout=stdout,
+            stderr=stderr,
+            env=env,
+            cwd=REPO,
+            start_new_session=True,
+        )
+        peak = TreePeak(process.pid)
+        sampler = threading.Thread(target=peak.run, daemon=True)
+        sampler.start()
+        try:
+            process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            timed_out = True
+        finally:
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+        seconds = time.perf_counter() - started
+        peak.stop()
+        sampler.join()
+        measured = Measured(process.returncode, seconds, timed_out, peak.peak)
+        if group is not None:
+            measured.oom_kills = group.oom_kills or 0
+            measured.cgroup_peak_bytes = group.peak_bytes
+    return measured
+
+
 def launch(task: Task, timeout: float, use_cgroup: bool) -> dict[str, Any]:
     """Run one method subprocess (under the task's budget) and measure it."""
     Path(task.workdir).mkdir(parents=True, exist_ok=True)
@@ -217,47 +283,25 @@ def launch(task: Task, timeout: float, use_cgroup: bool) -> dict[str, Any]:
     # Without a budget the group's limit is the machine's memory: no limit, but the kernel still
     # counts the tree's peak and any OOM kill.
     limit = task.budget_bytes if task.budget_bytes is not None else task.machine_bytes
-    group = MemoryCgroup.create(limit) if use_cgroup else None
-    timed_out = False
-    with open(log_path, "w") as log, group if group is not None else nullcontext():
-        started = time.perf_counter()
-        process = subprocess.Popen(
-            group.command(argv) if group is not None else argv,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env=env,
-            cwd=REPO,
-            start_new_session=True,
+    with open(log_path, "w") as log:
+        run = run_measured(
+            argv, env, limit if use_cgroup else None, timeout, log, subprocess.STDOUT
         )
-        peak = TreePeak(process.pid)
-        sampler = threading.Thread(target=peak.run, daemon=True)
-        sampler.start()
-        try:
-            process.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            timed_out = True
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
-        record["seconds"] = time.perf_counter() - started
-        peak.stop()
-        sampler.join()
-        if group is not None:
-            record["oom_kills"] = group.oom_kills or 0
-            record["cgroup_peak_bytes"] = group.peak_bytes
-    record["exit_code"] = process.returncode
+    record["seconds"] = run.seconds
+    record |= run.record()
     record["load_after"] = os.getloadavg()[0]
-    if peak.peak is not None:
+    if run.peak is not None:
         record["peak"] = {
-            "total": peak.peak.total,
-            "jvm": peak.peak.jvm,
-            "python_workers": peak.peak.python_workers,
-            "driver": peak.peak.driver,
+            "total": run.peak.total,
+            "jvm": run.peak.jvm,
+            "python_workers": run.peak.python_workers,
+            "driver": run.peak.driver,
         }
     outcome: dict[str, Any] = {}
     if Path(task.result).exists():
         outcome = json.loads(Path(task.result).read_text())
     record.update(outcome)
-    record["status"] = classify(record, timed_out)
+    record["status"] = classify(record, run.timed_out)
     if record["status"] != "finished":
         record["log_tail"] = log_path.read_text()[-3000:]
     shutil.rmtree(task.workdir, ignore_errors=True)

@@ -246,8 +246,8 @@ def test_the_spark_profile_becomes_the_runtime_models_spark_constants() -> None:
     assert values["shuffle_seconds_per_byte"] == pytest.approx(0.3 * 2 / (32 * mib))
     # (2.5 - 1.0) / 10 iterations, less the two waves of tasks the model charges besides
     assert values["mllib_iteration_seconds"] == pytest.approx(0.13)
-    # a 2-iteration fit, less its iterations and the 2 reads + 1 jobs counted apart
-    assert values["mllib_fit_seconds"] == pytest.approx(1.0 - 2 * 0.15 - 3 * 0.2)
+    # a 2-iteration fit, less its iterations: its own reads of the table and set-up
+    assert values["mllib_fit_seconds"] == pytest.approx(1.0 - 2 * 0.15)
     # the session's first fit beyond a later one
     assert values["mllib_warmup_seconds"] == pytest.approx(2.5)
     # noise can make a difference negative: a rate is never below zero
@@ -283,3 +283,98 @@ def test_a_plan_that_trains_pays_mllibs_warmup_once(user_file: Path) -> None:
     added = after.chosen.runtime.startup.value - before.chosen.runtime.startup.value
     assert added == pytest.approx(5.0)
     assert after.chosen.time.value - before.chosen.time.value == pytest.approx(5.0)
+
+
+def timing(cnn: str, seconds: float, batch: int = 8, **more: Any) -> dict[str, Any]:
+    """One CNN's timing as ``physical.profile``'s ``time_cnn`` reports it (1 GFLOP an image)."""
+    return {
+        "cnn": cnn,
+        "flops": 1e9,
+        "batch": batch,
+        "steady_seconds": seconds,
+        "first_call_seconds": seconds + 1.0,
+        **more,
+    }
+
+
+def test_each_cnn_gets_its_own_thread_and_concurrency_scaling() -> None:
+    """``physical.profile.tensorflow_constants``: a CNN's rate over ResNet50's, and its own
+    exponents from 2 threads and from two processes at once against one alone; the generic
+    exponents are ResNet50's (for CNNs calibrate does not time)."""
+    from vista_sql.physical.profile import tensorflow_constants
+
+    memory = {
+        "batch_1": {"VmHWM": 1000 * 2**20},
+        "batch_32": {"VmHWM": 1310 * 2**20},
+        "batch_32_seconds": 4.4,
+    }
+    alone = [timing("resnet50", 1.0, **memory), timing("vgg16", 2.0, batch=4)]
+    # ResNet50 1.6x at 2 threads, 2 x 0.5 = 1x together (no gain); VGG16 2x and 2x
+    threads = [timing("resnet50", 1 / 1.6), timing("vgg16", 1.0, batch=4)]
+    pair = [
+        [timing("resnet50", 2.0), timing("vgg16", 2.0, batch=4)],
+        [timing("resnet50", 2.0), timing("vgg16", 2.0, batch=4)],
+    ]
+    values = tensorflow_constants(alone, threads, pair)
+    assert values["inference_flops_per_core"] == pytest.approx(8e9)
+    assert values["tf_efficiency_resnet50"] == 1.0
+    assert values["tf_efficiency_vgg16"] == pytest.approx(0.25)  # 2e9 img-FLOP/s of 8e9
+    assert values["tf_thread_scaling_exponent_resnet50"] == pytest.approx(math.log2(1.6))
+    assert values["tf_concurrency_scaling_exponent_resnet50"] == pytest.approx(0.0)
+    assert values["tf_thread_scaling_exponent_vgg16"] == pytest.approx(1.0)
+    assert values["tf_concurrency_scaling_exponent_vgg16"] == pytest.approx(1.0)
+    assert values["tf_thread_scaling_exponent"] == values["tf_thread_scaling_exponent_resnet50"]
+    # batch 32's time per image over batch 8's: 4.4 / 32 against 1 / 8 = 1.1 = 4**e
+    assert values["tf_batch_slowdown_exponent"] == pytest.approx(math.log(1.1, 4))
+    assert set(values) <= set(CostConstants.__dataclass_fields__)
+
+
+def test_a_cnns_own_scaling_exponents_apply_to_it_alone(user_file: Path) -> None:
+    """Uncalibrated, a CNN scales as the generic exponents say; a calibrated exponent of its own
+    replaces them for that CNN only, and the optimizer weighs it: a CNN whose concurrent tasks
+    gain nothing runs fewer of them."""
+    assert math.isnan(CostConstants().tf_concurrency_scaling_exponent_vgg16)
+    consts = CostConstants()
+    assert consts.scaling_exponents("vgg16") == (
+        consts.tf_thread_scaling_exponent,
+        consts.tf_concurrency_scaling_exponent,
+    )
+    alexnet = statement(cnn="alexnet", layers="fc7, fc8")
+    resnet = statement(cnn="resnet50", layers="conv5_3, fc6")
+    before = (decide(alexnet, "alexnet"), decide(resnet, "resnet50"))
+    document = shipped()
+    slow = {"tf_concurrency_scaling_exponent_alexnet": 0.0, "tf_thread_scaling_exponent_alexnet": 1}
+    write_calibration({**document, "values": {**document["values"], **slow}})
+    assert constants().scaling_exponents("alexnet") == (1.0, 0.0)
+    after = (decide(alexnet, "alexnet"), decide(resnet, "resnet50"))
+    assert before[0].chosen.choice.executor_cores == 2
+    assert after[0].chosen.choice.executor_cores == 1
+    assert after[0].chosen.choice.tf_threads == 2
+    assert inference_seconds(after[1]) == inference_seconds(before[1])
+
+
+def test_profiling_processes_wait_for_each_other_at_a_barrier(tmp_path: Path) -> None:
+    """``_run_together``: copies that print ``ready`` go on only when every copy has; each
+    result is its copy's last line. The copy that claims a file first is 0.6 s late to every
+    barrier; both leave each barrier together all the same."""
+    from vista_sql.physical.profile import _run_together
+
+    code = f"""
+    import json, os, sys, time
+    try:
+        os.close(os.open({str(tmp_path / "late")!r}, os.O_CREAT | os.O_EXCL))
+        late = 0.6
+    except FileExistsError:
+        late = 0.0
+    marks = []
+    for step in range(2):
+        time.sleep(late)
+        print("ready", step, flush=True)
+        sys.stdin.readline()
+        marks.append(time.time())
+    print(json.dumps(marks))
+    """
+    first, second = _run_together(code, 2)
+    assert len(first) == len(second) == 2
+    for mine, other in zip(first, second, strict=True):
+        assert abs(mine - other) < 0.3  # released together, each step

@@ -213,20 +213,17 @@ def _calibrate(args: argparse.Namespace) -> int:
     values = document["values"]
     print(f"machine      {describe_machine(document['machine'])}")
     print(f"inference    {values['inference_flops_per_core'] / 1e9:.1f} GFLOP/s per core (fp32)")
-    if "tf_thread_scaling_exponent" in values:
-        speedup = 2 ** values["tf_thread_scaling_exponent"]
-        print(f"threads      x{speedup:.2f} at 2 TensorFlow threads")
-    if "tf_concurrency_scaling_exponent" in values:
-        together = 2 ** values["tf_concurrency_scaling_exponent"]
-        print(f"concurrency  x{together:.2f} with 2 single-thread inferences at once")
     if "tf_batch_slowdown_exponent" in values:
         slower = 4 ** values["tf_batch_slowdown_exponent"]
         print(f"batch        x{slower:.2f} time per image at batch 32 against batch 8")
-    print(
-        f"per CNN      ResNet50 x{values.get('tf_efficiency_resnet50', 1.0):.2f},"
-        f" AlexNet x{values['tf_efficiency_alexnet']:.2f},"
-        f" VGG16 x{values['tf_efficiency_vgg16']:.2f} of that rate, as vista_sql runs them"
-    )
+    for cnn, label in (("resnet50", "ResNet50"), ("alexnet", "AlexNet"), ("vgg16", "VGG16")):
+        line = f"{label:<12} x{values.get(f'tf_efficiency_{cnn}', 1.0):.2f} of that rate"
+        if f"tf_thread_scaling_exponent_{cnn}" in values:
+            line += f", x{2 ** values[f'tf_thread_scaling_exponent_{cnn}']:.2f} at 2 threads"
+        if f"tf_concurrency_scaling_exponent_{cnn}" in values:
+            together = 2 ** values[f"tf_concurrency_scaling_exponent_{cnn}"]
+            line += f", x{together:.2f} with 2 single-thread tasks at once"
+        print(line)
     print(f"decode       {values['decode_seconds_per_jpeg_byte'] * 1e9:.1f} ns per JPEG byte")
     print(f"model build  {values['model_build_seconds']:.2f} s fixed, plus per parameter byte")
     if "job_overhead_seconds" in values:

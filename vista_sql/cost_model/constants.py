@@ -294,30 +294,32 @@ class CostConstants:
         3e10,
         "FLOP/s",
         MEASURED,
-        "Keras ResNet50 (random weights) inference, batch 8, one TensorFlow thread: FLOPs"
-        " counted from layer shapes (2 x MACs of Conv2D and Dense) / seconds",
+        "ResNet50 (random weights) inference as vista_sql's workers build and run it (the"
+        " partial model to the top two layers), batch 8, one TensorFlow thread: the catalog's"
+        " FLOPs (2 x MACs of Conv2D and Dense, from layer shapes) / seconds",
     )
     tf_efficiency_resnet50: float = _c(
         1.0,
         "x",
         MEASURED,
-        "ResNet50's TensorFlow FLOP rate as vista_sql builds and runs it (the roster's partial"
-        " model to the top two layers, its outputs pooled, batch 8, one thread) over plain Keras"
-        " ResNet50's (inference_flops_per_core); 1 for a CNN calibrate does not measure",
+        "a CNN's TensorFlow FLOP rate as vista_sql builds and runs it (the roster's partial"
+        " model to the top two layers, batch 8, one thread) over ResNet50's"
+        " (inference_flops_per_core): 1 for ResNet50 itself and for a CNN calibrate does not"
+        " measure",
     )
     tf_efficiency_alexnet: float = _c(
         1.0,
         "x",
         MEASURED,
-        "AlexNet's rate as vista_sql runs it over plain Keras ResNet50's, measured as"
+        "AlexNet's rate as vista_sql runs it over ResNet50's, measured as"
         " tf_efficiency_resnet50; its large dense layers are memory-bound",
     )
     tf_efficiency_vgg16: float = _c(
         1.0,
         "x",
         MEASURED,
-        "VGG16's rate as vista_sql runs it over plain Keras ResNet50's, measured as"
-        " tf_efficiency_resnet50",
+        "VGG16's rate as vista_sql runs it over ResNet50's, measured as tf_efficiency_resnet50"
+        " (at batch 4: about 4 s a batch of 8 on one core)",
     )
     tf_thread_scaling_exponent: float = _c(
         0.7,
@@ -334,6 +336,48 @@ class CostConstants:
         "throughput of k single-thread TensorFlow processes running at once (a node's concurrent"
         " inference tasks) is k**e times one alone's (ResNet50, 2 vs 1, measured by vista-sql"
         " calibrate; 1, no contention, until a machine is calibrated)",
+    )
+    tf_thread_scaling_exponent_alexnet: float = _c(
+        math.nan,
+        "exponent",
+        MEASURED,
+        "tf_thread_scaling_exponent for AlexNet itself, as vista_sql runs it (2 threads vs 1);"
+        " NaN until calibrated: the generic exponent applies",
+    )
+    tf_concurrency_scaling_exponent_alexnet: float = _c(
+        math.nan,
+        "exponent",
+        MEASURED,
+        "tf_concurrency_scaling_exponent for AlexNet itself (2 single-thread processes vs 1);"
+        " NaN until calibrated: the generic exponent applies",
+    )
+    tf_thread_scaling_exponent_resnet50: float = _c(
+        math.nan,
+        "exponent",
+        MEASURED,
+        "tf_thread_scaling_exponent for ResNet50 itself, as vista_sql runs it (2 threads vs 1);"
+        " NaN until calibrated: the generic exponent applies",
+    )
+    tf_concurrency_scaling_exponent_resnet50: float = _c(
+        math.nan,
+        "exponent",
+        MEASURED,
+        "tf_concurrency_scaling_exponent for ResNet50 itself (2 single-thread processes vs 1);"
+        " NaN until calibrated: the generic exponent applies",
+    )
+    tf_thread_scaling_exponent_vgg16: float = _c(
+        math.nan,
+        "exponent",
+        MEASURED,
+        "tf_thread_scaling_exponent for VGG16 itself, as vista_sql runs it (2 threads vs 1);"
+        " NaN until calibrated: the generic exponent applies",
+    )
+    tf_concurrency_scaling_exponent_vgg16: float = _c(
+        math.nan,
+        "exponent",
+        MEASURED,
+        "tf_concurrency_scaling_exponent for VGG16 itself (2 single-thread processes vs 1);"
+        " NaN until calibrated: the generic exponent applies",
     )
     tf_batch_slowdown_exponent: float = _c(
         0.13,
@@ -483,12 +527,13 @@ class CostConstants:
         " event log of LOGREG on 2,200 rows here: 13 jobs of 0.05-0.1 s for 10 iterations",
     )
     mllib_fit_seconds: float = _c(
-        0.5,
+        0.7,
         "seconds",
-        ASSUMED,
-        "one MLlib fit's fixed part beyond the jobs counted apart: its instances blocked and"
-        " cached, the summary statistics' aggregation, the driver's setup; Spark's event log of"
-        " LOGREG on 2,200 rows here: a summarizer job of 0.6 s and a first loss job of 0.8 s",
+        MEASURED,
+        "one MLlib fit's fixed part beyond its iterations: its jobs reading the input (the"
+        " summary statistics' aggregation), its instances blocked and cached, the driver's setup"
+        " (a fit of two iterations less two iterations); Spark's event log of LOGREG on 500 rows"
+        " here: a summarizer job of 0.4-0.7 s and 0.2-0.5 s of driver time around it",
     )
     mllib_warmup_seconds: float = _c(
         3.0,
@@ -551,6 +596,16 @@ class CostConstants:
         SPARK,
         "spark.sql.files.maxPartitionBytes default: the size one task is meant to handle",
     )
+
+    def scaling_exponents(self, cnn: str) -> tuple[float, float]:
+        """(thread, concurrency) scaling exponents of ``cnn``'s inference: its own where
+        calibrate measured it, else the generic ones (ResNet50's)."""
+        thread = getattr(self, f"tf_thread_scaling_exponent_{cnn}", math.nan)
+        together = getattr(self, f"tf_concurrency_scaling_exponent_{cnn}", math.nan)
+        return (
+            self.tf_thread_scaling_exponent if math.isnan(thread) else thread,
+            self.tf_concurrency_scaling_exponent if math.isnan(together) else together,
+        )
 
 
 @dataclass(frozen=True, slots=True)

@@ -312,14 +312,11 @@ def _inference(f: NodeFacts, choice: Choice, resources: Resources, cluster: _Clu
     efficiency = getattr(consts, f"tf_efficiency_{infer.cnn}", 1.0)  # measured CNNs only
     # Tasks inferring at once on a node share its memory bandwidth, caches and SMT siblings: k of
     # them together run k**e times as fast as one alone, each at k**(e - 1) of its solo rate.
+    # Both exponents are the CNN's own where calibrated (VGG16's memory-bound layers scale worse).
+    thread_exponent, concurrency_exponent = consts.scaling_exponents(infer.cnn)
     together = min(choice.executor_cores, resources.cores)
-    contention = together ** (consts.tf_concurrency_scaling_exponent - 1)
-    rate = (
-        consts.inference_flops_per_core
-        * efficiency
-        * threads**consts.tf_thread_scaling_exponent
-        * contention
-    )
+    contention = together ** (concurrency_exponent - 1)
+    rate = consts.inference_flops_per_core * efficiency * threads**thread_exponent * contention
     tensorflow = infer.flops * (oversubscribed / rate) * batch_slowdown(choice.batch_size, consts)
     # ``spread`` already slows tasks for more slots than cores; TF's own threads are the rest.
     per_image = tensorflow * (1 / cluster.slowdown) + calls + arrow
@@ -406,7 +403,9 @@ def _train(f: NodeFacts, facts: PlanFacts, memory: MemoryModel, cluster: _Cluste
     blocks_spilled = training_blocks(f) * memory.spill_fraction * consts.disk_seconds_per_byte
     iteration = cluster.spread(level + blocks_spilled) + consts.mllib_iteration_seconds
     per_fit = cluster.spread(prepare) + consts.mllib_fit_seconds + iteration * model.iterations
-    jobs = (reads + model.fits + BRANCH_CHECK_JOBS) * consts.job_overhead_seconds
+    # DataFrame jobs besides MLlib's own (a fit's reads are in ``mllib_fit_seconds``): the
+    # table's counts, its checks, and one a fit
+    jobs = (BRANCH_TABLE_COUNTS + model.fits + BRANCH_CHECK_JOBS) * consts.job_overhead_seconds
     if f.node.search == "halving":
         scaled = cluster.spread(level + blocks_spilled)
         return _halving(f, facts, per_fit, scaled, prepare, cluster, memory)

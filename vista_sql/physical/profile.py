@@ -1,15 +1,16 @@
 """The machine constants the cost model reads, measured by a short profiling run.
 
 ``vista-sql calibrate`` (``vista_sql.calibrate()``) runs ``measure_constants`` and writes the
-user's calibration file, which ``cost_model.constants`` then applies over the shipped one. Eight
-fresh interpreters, five of them with TensorFlow (each costs its import, so measurements share
+user's calibration file, which ``cost_model.constants`` then applies over the shipped one. Seven
+fresh interpreters, three of them with TensorFlow (each costs its import, so measurements share
 one where they can): the resident memory of vista_sql's driver process and of Spark's Python
-daemon; a Python worker's start and its memory with TensorFlow loaded, then model builds and
-first calls of the roster's partial models; TensorFlow's convolution throughput per core (Keras
-ResNet50 with random weights, its FLOPs counted from the layer shapes) at 1 thread, with the
-memory it holds per image of a batch relative to the catalog's activation bytes, at 2 threads (a
-thread count is fixed when TensorFlow starts), and in two 1-thread interpreters at once (a node's
-concurrent tasks); Pillow's decode and resize cost; and a local Spark session as vista_sql
+daemon; a Python worker's start and its memory with TensorFlow loaded, then the roster's CNNs
+(ResNet50, AlexNet, VGG16) through the workers' own model builder: each one's build, first
+call and FLOP rate at one thread (their FLOPs from the catalog's layer shapes), with ResNet50's
+memory per image of a batch relative to the catalog's activation bytes; each CNN at 2 threads
+(a thread count is fixed when TensorFlow starts), and in two 1-thread interpreters timed in step
+(a node's concurrent tasks: CNNs bound by memory bandwidth scale worse than ResNet50);
+Pillow's decode and resize cost; and a local Spark session as vista_sql
 starts its own (``SPARK``): a job's and a task's fixed cost, the Arrow round trip to a Python
 worker and a shuffle per byte, and an MLlib iteration's jobs (``spark_constants``). Times are
 the best (Spark's: the median) of several repetitions, the least disturbed by other load on a
@@ -22,11 +23,13 @@ because it starts TensorFlow and Spark processes; the cost model only reads what
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
 import subprocess
 import sys
+import tempfile
 import textwrap
 import time
 from dataclasses import dataclass, replace
@@ -72,7 +75,8 @@ def _run(code: str, threads: int = 1) -> dict[str, Any]:
 
 def _run_together(code: str, copies: int, threads: int = 1) -> list[dict[str, Any]]:
     """Run ``copies`` fresh interpreters of ``code`` at once (each prints one JSON object as its
-    last line); their results in order."""
+    last line); their results in order. A copy that prints a line ``ready ...`` waits until every
+    copy has printed it, then all go on together (a barrier through their stdin)."""
     env = {
         **os.environ,
         "TF_CPP_MIN_LOG_LEVEL": "3",
@@ -81,23 +85,55 @@ def _run_together(code: str, copies: int, threads: int = 1) -> list[dict[str, An
         "OMP_NUM_THREADS": str(threads),
         "CUDA_VISIBLE_DEVICES": "",
     }
-    running = [
-        subprocess.Popen(
-            [sys.executable, "-c", _STATUS + textwrap.dedent(code)],
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for _ in range(copies)
-    ]
-    results = []
-    for process in running:
-        out, err = process.communicate()
-        if process.returncode != 0:
-            raise subprocess.CalledProcessError(process.returncode, process.args, out, err)
-        results.append(json.loads(out.strip().splitlines()[-1]))
-    return results
+    with contextlib.ExitStack() as stack:
+        errors = [stack.enter_context(tempfile.TemporaryFile("w+")) for _ in range(copies)]
+        running = [
+            stack.enter_context(
+                subprocess.Popen(
+                    [sys.executable, "-c", _STATUS + textwrap.dedent(code)],
+                    env=env,
+                    stdin=subprocess.PIPE,
+                    stdout=subprocess.PIPE,
+                    stderr=error,
+                    text=True,
+                )
+            )
+            for error in errors
+        ]
+        lasts: list[str | None] = [None] * copies
+
+        def stop() -> None:  # a copy that failed leaves the others waiting at their barrier
+            for process in running:
+                if process.poll() is None:
+                    process.kill()
+
+        stack.callback(stop)
+        while True:
+            waiting = []
+            for number, process in enumerate(running):
+                assert process.stdout is not None
+                for line in process.stdout:  # until its barrier, or its end
+                    if line.startswith("ready"):
+                        waiting.append(process)
+                        break
+                    lasts[number] = line if line.strip() else lasts[number]
+            if not waiting:
+                break
+            if len(waiting) != copies:
+                raise RuntimeError("profiling processes disagree on their barriers")
+            for process in waiting:
+                assert process.stdin is not None
+                process.stdin.write("go\n")
+                process.stdin.flush()
+        results = []
+        for process, error, last in zip(running, errors, lasts, strict=True):
+            if process.wait() != 0 or last is None:
+                error.seek(0)
+                raise subprocess.CalledProcessError(
+                    process.returncode, process.args, last, error.read()[-4000:]
+                )
+            results.append(json.loads(last))
+        return results
 
 
 DRIVER = """
@@ -129,92 +165,84 @@ worker = {"imported": imported, "after_first_inference": _status(),
     "import_seconds": import_seconds, "call_seconds": call_seconds}
 """
 
-CONV = """
-import json, resource, time, numpy, keras
-batch, reps, memory = {batch}, {reps}, {memory}
-start = time.perf_counter()
-model = keras.applications.ResNet50(weights=None)
-build_seconds = time.perf_counter() - start
-flops = 0
-largest_activation = 0
-for layer in model.layers:
-    shape = layer.output.shape
-    size = int(numpy.prod([d for d in shape[1:]]))
-    largest_activation = max(largest_activation, size * 4)
-    if isinstance(layer, keras.layers.Conv2D):
-        kh, kw = layer.kernel_size
-        cin = layer.input.shape[-1]
-        flops += 2 * size * kh * kw * cin
-    elif isinstance(layer, keras.layers.Dense):
-        flops += 2 * layer.input.shape[-1] * layer.units
-params = sum(int(numpy.prod(w.shape)) * 4 for w in model.weights)
-rng = numpy.random.default_rng(0)
-before = _status()
-batch_1 = None
-if memory:
-    # The memory held per image of a batch: the peak after one image, then (below) after 16.
-    model.predict_on_batch(rng.random((1, 224, 224, 3), dtype="float32"))
-    batch_1 = _status()
-x = rng.random((batch, 224, 224, 3), dtype="float32")
-model.predict_on_batch(x)
-cpu = resource.getrusage(resource.RUSAGE_SELF)
-times = []
-for _ in range(reps):
-    start = time.perf_counter()
-    model.predict_on_batch(x)
-    times.append(time.perf_counter() - start)
-after = resource.getrusage(resource.RUSAGE_SELF)
-cores_busy = (after.ru_utime + after.ru_stime - cpu.ru_utime - cpu.ru_stime) / sum(times)
-seconds = min(times)  # the least disturbed by other load on a shared machine
-median = sorted(times)[len(times) // 2]
-batch_32 = batch_32_seconds = None
-if memory:
-    # The peak at 32 images (memory per image, with batch_1), and the time of a batch of 32:
-    # the better of two calls after the first, which sets up kernels for the new shape (one
-    # call alone read x1.20-1.34 of batch 8's time per image on one idle machine).
-    x = rng.random((32, 224, 224, 3), dtype="float32")
-    model.predict_on_batch(x)
-    batch_32 = _status()
-    batch_32_seconds = float("inf")
-    for _ in range(2):
-        start = time.perf_counter()
-        model.predict_on_batch(x)
-        batch_32_seconds = min(batch_32_seconds, time.perf_counter() - start)
-print(json.dumps({{"flops_per_image": flops, "seconds_per_batch": seconds,
-    "median_seconds_per_batch": median, "batch": batch,
-    "largest_activation_bytes": largest_activation, "param_bytes": params,
-    "build_seconds": build_seconds, "cores_busy": cores_busy,
-    "before_inference": before, "after": _status(), "batch_1": batch_1, "batch_32": batch_32,
-    "batch_32_seconds": batch_32_seconds}}))
-"""
+PROFILED = ("resnet50", "alexnet", "vgg16")
+"""The CNNs calibrate times, ResNet50 first: its memory probe needs the fresh process's peak."""
 
-RUNNERS = """
+PROFILED_BATCH = {"vgg16": 4}
+"""Batch per profiled CNN, else 8 (``runtime.CALIBRATED_BATCH``). VGG16 takes about 4 s a batch
+of 8 on one core; its per-image time at 4 is within a few % of 8's (its 30 GFLOP an image
+dwarf the call and its weights' traffic), and halves its share of the profile."""
+
+TIMING = (
+    f"PROFILED = {PROFILED!r}\nPROFILED_BATCH = {PROFILED_BATCH!r}\n"
+    + """
+import json, resource, sys, time, numpy
 from vista_sql.catalog import current
 from vista_sql.logical.plan import LayerOut, WeightsSpec
 from vista_sql.udfs.inference import InferenceSpec, runner_for
 
-runners = []
-for name in ("alexnet", "resnet50", "vgg16"):
+def _timed(call):
+    start = time.perf_counter()
+    call()
+    return time.perf_counter() - start
+
+def _cpu():
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+def time_cnn(name, batch, reps, memory=False, together=False):
+    # The real worker path (udfs.inference.runner_for: seeded random weights, the partial model
+    # to the top two layers, a tf.function whose first call traces): its build, its first call's
+    # extra and its steady time per batch. ``memory``: the peak after one image and after 32
+    # (the memory held per image of a batch) and a batch of 32's time. ``together``: timed in
+    # step with another copy of this process (a node's concurrent tasks).
     info = current().cnn(name)
     outputs = tuple(LayerOut(layer, "features") for layer in info.layer_names[-2:])
     spec = InferenceSpec(info.name, WeightsSpec("random", seed=7), None, outputs)
     start = time.perf_counter()
     runner = runner_for(spec, None)
-    build = time.perf_counter() - start
-    x = numpy.zeros((8, *spec.input_shape), "float32")
-    start = time.perf_counter()
-    runner.run(x)
-    first = time.perf_counter() - start
-    steady = []
-    for _ in range(3):
-        start = time.perf_counter()
-        runner.run(x)
-        steady.append(time.perf_counter() - start)
-    runners.append({"cnn": info.name, "param_bytes": info.param_bytes, "build_seconds": build,
-        "first_call_seconds": first, "steady_seconds": min(steady), "batch": 8,
-        "flops": sum(layer.flops or 0 for layer in info.layers)})
-    del runner
-print(json.dumps({"worker": worker, "runners": runners}))
+    result = {"cnn": info.name, "param_bytes": info.param_bytes, "batch": batch,
+        "flops": sum(layer.flops or 0 for layer in info.layers),
+        "build_seconds": time.perf_counter() - start}
+    first = 0.0
+    if memory:  # the first call, which traces, at one image
+        first = _timed(lambda: runner.run(numpy.zeros((1, *spec.input_shape), "float32")))
+        result["batch_1"] = _status()
+    x = numpy.zeros((batch, *spec.input_shape), "float32")
+    first += _timed(lambda: runner.run(x))
+    if together:  # both copies built and warm: time the batches they run at once
+        print("ready", name, flush=True)
+        sys.stdin.readline()
+    cpu = _cpu()
+    times = [_timed(lambda: runner.run(x)) for _ in range(reps)]
+    result["cores_busy"] = (_cpu() - cpu) / sum(times)
+    # Alone, the best batch (the least disturbed by other load); together, the mean (both
+    # copies run the same batches from the same moment, so their runs overlap throughout).
+    result["steady_seconds"] = sum(times) / reps if together else min(times)
+    result["first_call_seconds"] = first
+    if memory:
+        x = numpy.zeros((32, *spec.input_shape), "float32")
+        runner.run(x)  # sets up kernels for the new shape
+        result["batch_32"] = _status()
+        result["batch_32_seconds"] = _timed(lambda: runner.run(x))
+    return result
+
+def time_roster(reps, memory=False, together=False):
+    return [time_cnn(name, PROFILED_BATCH.get(name, 8), reps, memory and name == "resnet50",
+        together) for name in PROFILED]
+"""
+)
+
+RUNNERS = """
+print(json.dumps({"worker": worker, "runners": time_roster(3, memory=True)}))
+"""
+
+THREADS = """
+print(json.dumps(time_roster(2)))
+"""
+
+TOGETHER = """
+print(json.dumps(time_roster(2, together=True)))
 """
 
 DECODE = """
@@ -344,13 +372,10 @@ def spark_constants(spark: dict[str, Any]) -> dict[str, float]:
     rates in core-seconds (every slot works on its share at once), fixed costs in seconds: the
     per-job and per-task overheads (and a Python task's more), the Arrow round trip to a Python
     worker, a shuffle, and MLlib's: an iteration's jobs and a fit's fixed part."""
-    from vista_sql.cost_model.constants import CostConstants
-
     slots, size, task = spark["slots"], spark["data_bytes"], spark["task_seconds"]
     seconds = spark["seconds"]
     iteration = (spark["fit_12_seconds"] - spark["fit_2_seconds"]) / 10
     waves = math.ceil(spark.get("mllib_partitions", slots) / slots)
-    passes = CostConstants().linear_input_passes
 
     def per_byte(name: str, less: str | None = None, times: float = 1.0) -> float:
         """(large - tiny) of ``name``, less that of ``less``, per byte, per core."""
@@ -368,11 +393,8 @@ def spark_constants(spark: dict[str, Any]) -> dict[str, float]:
         "shuffle_seconds_per_byte": per_byte("shuffle", "scan"),
         # one iteration's jobs, less the waves of tasks ``runtime`` charges besides
         "mllib_iteration_seconds": max(0.0, iteration - waves * task),
-        # the rest of a fit of two iterations, less the jobs ``runtime`` counts apart (its reads
-        # of the table, and one more)
-        "mllib_fit_seconds": max(
-            0.0, spark["fit_2_seconds"] - 2 * iteration - (passes + 1) * spark["job_seconds"]
-        ),
+        # the rest of a fit of two iterations: its reads of the table (MLlib's own jobs) and setup
+        "mllib_fit_seconds": max(0.0, spark["fit_2_seconds"] - 2 * iteration),
         # the session's first fit, beyond a later one's: MLlib's code loaded and compiled
         "mllib_warmup_seconds": max(0.0, spark["first_fit_seconds"] - spark["fit_2_seconds"]),
     }
@@ -394,22 +416,14 @@ def measure_constants() -> dict[str, Any]:
 
     driver = step("driver", _run, DRIVER)
     daemon = step("daemon", _run, DAEMON)
-    # A worker's start, then the real worker path (udfs.inference.runner_for) in the same
-    # process: seeded random weights, partial model, tf.function, whose first call traces.
-    worker_and_runners = step("worker_and_runners", _run, WORKER + RUNNERS)
+    # A worker's start, then the roster's CNNs through the real worker path (udfs.inference.
+    # runner_for) in the same process, one thread; ResNet50's with the memory per image of a
+    # batch. Then each CNN at 2 threads (a thread count is fixed when TensorFlow starts), and in
+    # two single-thread processes at once, as a node's two concurrent inference tasks run.
+    worker_and_runners = step("worker_and_runners", _run, WORKER + TIMING + RUNNERS)
     worker, runners = worker_and_runners["worker"], worker_and_runners["runners"]
-    conv1 = step("conv_1_thread", _run, CONV.format(batch=8, reps=5, memory=True), threads=1)
-    conv2 = step("conv_2_threads", _run, CONV.format(batch=8, reps=5, memory=False), threads=2)
-    # Two single-thread processes at once, as a node's two concurrent inference tasks run. Their
-    # model builds overlap, so most of their timed batches run together; the median batch of
-    # each (not the best, which may have run while the other was not yet or no longer busy).
-    pair = step(
-        "conv_2_processes",
-        _run_together,
-        CONV.format(batch=8, reps=8, memory=False),
-        2,
-        threads=1,
-    )
+    threads = step("runners_2_threads", _run, TIMING + THREADS, threads=2)
+    pair = step("runners_2_processes", _run_together, TIMING + TOGETHER, 2)
     decode = step("decode", _run, DECODE)
     spark = step(
         "spark",
@@ -422,43 +436,14 @@ def measure_constants() -> dict[str, Any]:
             mllib_values=MLLIB_VALUES,
         ),
     )
-    flops_per_second_1 = conv1["flops_per_image"] * conv1["batch"] / conv1["seconds_per_batch"]
-    flops_per_second_2 = conv2["flops_per_image"] * conv2["batch"] / conv2["seconds_per_batch"]
-    alone = conv1["flops_per_image"] * conv1["batch"] / conv1["median_seconds_per_batch"]
-    together = sum(c["flops_per_image"] * c["batch"] / c["median_seconds_per_batch"] for c in pair)
-    per_image_bytes = (conv1["batch_32"]["VmHWM"] - conv1["batch_1"]["VmHWM"]) / 31
-    # Per-image time at batch 32 over batch 8's, the best call of each.
-    slower = (conv1["batch_32_seconds"] / 32) / (conv1["seconds_per_batch"] / conv1["batch"])
-    # Relative to the catalog's activation_bytes (peak live tensors per image), the statistic
-    # the cost model multiplies by this factor.
-    from vista_sql.catalog import roster
-
-    resnet = roster().cnn("resnet50")
-    live = max((layer.activation_bytes or 0) for layer in resnet.layers) if resnet else 0
-    live = live or conv1["largest_activation_bytes"]
-
-    # Each CNN's FLOP rate through vista_sql's own model builder (the partial model with its
-    # outputs, as the workers run it), relative to plain Keras ResNet50's: the runtime model
-    # scales the rate measured above by it.
-    rates = {r["cnn"]: r["flops"] * r["batch"] / r["steady_seconds"] for r in runners}
-    efficiency = {f"tf_efficiency_{cnn}": rates[cnn] / flops_per_second_1 for cnn in rates}
     values: dict[str, float] = {
-        **efficiency,
+        **tensorflow_constants(runners, threads, pair),
         "driver_python_bytes": driver["VmHWM"],
         "python_daemon_bytes": daemon["VmHWM"],
         "python_worker_base_bytes": worker["after_first_inference"]["VmHWM"],
         "python_worker_start_seconds": worker["import_seconds"],
         "tf_call_overhead_seconds": worker["call_seconds"],
         **_build_fit(runners),
-        "tf_first_call_seconds": sum(r["first_call_seconds"] - r["steady_seconds"] for r in runners)
-        / len(runners),
-        "inference_flops_per_core": flops_per_second_1,
-        "tf_thread_scaling_exponent": max(
-            0.0, min(1.0, math.log(flops_per_second_2 / flops_per_second_1, 2))
-        ),
-        "tf_concurrency_scaling_exponent": max(0.0, min(1.0, math.log(together / alone, 2))),
-        "tf_workspace_factor": max(1.0, per_image_bytes / live),
-        "tf_batch_slowdown_exponent": max(0.0, math.log(slower, 32 / conv1["batch"])),
         "decode_seconds_per_jpeg_byte": decode["decode_seconds"] / decode["jpeg_bytes"],
         "resize_seconds_per_output_pixel": decode["resize_preprocess_seconds"]
         / decode["output_pixels"],
@@ -468,9 +453,8 @@ def measure_constants() -> dict[str, Any]:
     # Two threads can only show their speedup when a second core is free: other work running
     # before the profile began, or two threads that did not keep two cores busy, mean the
     # figures measure the neighbours.
-    if load_before > 1.5 or conv2["cores_busy"] < 1.2:
-        unreliable.append("tf_thread_scaling_exponent")
-        unreliable.append("tf_concurrency_scaling_exponent")
+    if load_before > 1.5 or min(r["cores_busy"] for r in threads) < 1.2:
+        unreliable += [k for k in values if k.startswith(SCALING)]
     return {
         "machine": this_machine(),
         "load_average": os.getloadavg(),
@@ -483,14 +467,66 @@ def measure_constants() -> dict[str, Any]:
             "driver": driver,
             "daemon": daemon,
             "worker": worker,
-            "resnet50_1_thread": conv1,
-            "resnet50_2_threads": conv2,
-            "resnet50_2_processes": pair,
-            "decode": decode,
             "runners": runners,
+            "runners_2_threads": threads,
+            "runners_2_processes": pair,
+            "decode": decode,
             "spark": spark,
         },
     }
+
+
+SCALING = ("tf_thread_scaling_exponent", "tf_concurrency_scaling_exponent")
+"""The constants of how inference scales with threads and with concurrent tasks (and their per-CNN
+forms, ``..._exponent_<cnn>``)."""
+
+
+def tensorflow_constants(
+    runners: list[dict[str, Any]], threads: list[dict[str, Any]], pair: list[list[dict[str, Any]]]
+) -> dict[str, float]:
+    """The inference constants from the roster's timings: ResNet50's FLOP rate per core (the
+    reference) and each CNN's rate over it; per CNN, how its throughput scales at 2 threads and
+    with 2 single-thread processes at once (VGG16's early convolutions and large dense layers are
+    bound by memory bandwidth, which two processes share: it scales worse than ResNet50); the
+    memory TensorFlow holds per image of a batch and the slowdown of larger batches (ResNet50)."""
+
+    def rate(result: dict[str, Any]) -> float:
+        return float(result["flops"] * result["batch"] / result["steady_seconds"])
+
+    def exponent(ratio: float) -> float:
+        return max(0.0, min(1.0, math.log(ratio, 2)))
+
+    alone = {r["cnn"]: rate(r) for r in runners}
+    reference = alone["resnet50"]
+    values: dict[str, float] = {"inference_flops_per_core": reference}
+    for cnn, solo in alone.items():
+        values[f"tf_efficiency_{cnn}"] = solo / reference
+    for r in threads:
+        values[f"tf_thread_scaling_exponent_{r['cnn']}"] = exponent(rate(r) / alone[r["cnn"]])
+    for mine, other in zip(*pair, strict=True):
+        together = rate(mine) + rate(other)
+        values[f"tf_concurrency_scaling_exponent_{mine['cnn']}"] = exponent(
+            together / alone[mine["cnn"]]
+        )
+    # the reference CNN's, for CNNs calibrate does not time
+    for name in SCALING:
+        values[name] = values[f"{name}_resnet50"]
+    resnet = next(r for r in runners if r["cnn"] == "resnet50")
+    per_image_bytes = (resnet["batch_32"]["VmHWM"] - resnet["batch_1"]["VmHWM"]) / 31
+    # Per-image time at batch 32 over batch 8's.
+    slower = (resnet["batch_32_seconds"] / 32) / (resnet["steady_seconds"] / resnet["batch"])
+    # Relative to the catalog's activation_bytes (peak live tensors per image), the statistic
+    # the cost model multiplies by this factor.
+    from vista_sql.catalog import roster
+
+    info = roster().cnn("resnet50")
+    live = max((layer.activation_bytes or 0) for layer in info.layers) if info else 0
+    values["tf_workspace_factor"] = max(1.0, per_image_bytes / max(live, 1))
+    values["tf_batch_slowdown_exponent"] = max(0.0, math.log(slower, 32 / resnet["batch"]))
+    values["tf_first_call_seconds"] = sum(
+        r["first_call_seconds"] - r["steady_seconds"] for r in runners
+    ) / len(runners)
+    return values
 
 
 def _build_fit(runners: list[dict[str, Any]]) -> dict[str, float]:
