@@ -382,7 +382,9 @@ def run(args: argparse.Namespace) -> None:
         if workload.budget_gib and reason is not None:
             continue
         data = ensure_dataset(data_root, workload.rows)
-        plans = ["chosen", *alternatives_of(workload, data), "authors", "naive"]
+        # The chosen plan after the alternatives: a workload's first run read 20-40 % slower than
+        # a later run of the same plan (vgg16 80 rows: 47.5 s, then 40.5 s)
+        plans = [*alternatives_of(workload, data), "chosen", "authors", "naive"]
         for plan in plans:
             key = workload.key(plan)
             if key in done:
@@ -415,6 +417,13 @@ def ran_alternative(record: dict[str, Any]) -> str | None:
         alternative = (record.get("estimates") or {}).get("calibrated", {}).get("alternative")
         return str(alternative) if alternative else None
     return str(record["plan"])
+
+
+def physical_plan(record: dict[str, Any]) -> tuple[Any, ...]:
+    """A measured vista_sql plan as it ran: its alternative and physical choices (those of its
+    calibrated estimate when it ran)."""
+    first = record.get("first_estimates") or record.get("estimates") or {}
+    return (ran_alternative(record), first.get("calibrated", {}).get("choice"))
 
 
 def forced_options(record: dict[str, Any]) -> list[str]:
@@ -545,7 +554,17 @@ def summarize(records: list[dict[str, Any]]) -> dict[str, Any]:
         candidates = list(finished.values())
         if chosen_ran and chosen_record["status"] == "finished":
             candidates.append(chosen_record)
-        fastest = min(candidates, key=lambda r: r["seconds"]) if candidates else None
+        # The chosen plan and a forced alternative that ran with the same physical choices are
+        # one plan measured twice: each plan's time is the mean of its runs.
+        runs: dict[tuple[Any, ...], list[float]] = {}
+        for r in candidates:
+            runs.setdefault(physical_plan(r), []).append(r["seconds"])
+
+        def seconds_of(r: dict[str, Any], runs: dict[tuple[Any, ...], list[float]] = runs) -> float:
+            times = runs[physical_plan(r)]
+            return sum(times) / len(times)
+
+        fastest = min(candidates, key=seconds_of) if candidates else None
         row: dict[str, Any] = {
             "cnn": cnn,
             "rows": count,
@@ -559,7 +578,7 @@ def summarize(records: list[dict[str, Any]]) -> dict[str, Any]:
                 if fastest["plan"] == "chosen"
                 else fastest["plan"]
             ),
-            "fastest_seconds": fastest["seconds"] if fastest else None,
+            "fastest_seconds": seconds_of(fastest) if fastest else None,
         }
         for c in CONSTANTS:
             name = chosen.get(c, {}).get("alternative")
@@ -569,12 +588,12 @@ def summarize(records: list[dict[str, Any]]) -> dict[str, Any]:
             row[f"chosen_{c}"] = name
             row[f"chosen_{c}_status"] = run["status"] if run else None
             if run is not None and run["status"] == "finished" and fastest is not None:
-                row[f"chosen_{c}_vs_fastest"] = run["seconds"] / fastest["seconds"]
+                row[f"chosen_{c}_vs_fastest"] = seconds_of(run) / seconds_of(fastest)
         for baseline in ("authors", "naive"):
             r = plans.get(baseline)
             row[baseline] = r["status"] if r else None
             if r and r["status"] == "finished" and fastest is not None:
-                row[f"{baseline}_vs_fastest"] = r["seconds"] / fastest["seconds"]
+                row[f"{baseline}_vs_fastest"] = r["seconds"] / seconds_of(fastest)
         rows.append(row)
 
     def share(values: list[float], within: float) -> float | None:
