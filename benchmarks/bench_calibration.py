@@ -39,14 +39,13 @@ import json
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from vista_sql.physical.profile import measure_constants  # noqa: E402
+from vista_sql.physical.profile import measure  # noqa: E402
 
 CALIBRATION_FILE = ROOT / "vista_sql" / "cost_model" / "calibration.json"
 
@@ -345,9 +344,7 @@ def main() -> None:
     )
     args = parser.parse_args()
     if args.command == "constants":
-        started = time.perf_counter()
-        result = measure_constants()
-        result["seconds"] = round(time.perf_counter() - started, 1)
+        result = measure()
         text = json.dumps(result, indent=1, sort_keys=True)
         print(text)
         if args.write:
